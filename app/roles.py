@@ -1,0 +1,55 @@
+"""Roles as data: role x resource x right, declared once.
+
+Rights: ``r`` read (lists, details, the REST GET/info), ``w`` write (add, edit, delete, REST
+POST/PUT/DELETE, import), ``x`` export (.xlsx of a list), ``p`` personal data (see owners' ID
+numbers and full phone numbers; without it they are masked, e.g. ``138****5678``).
+
+Every resource registered in ``views`` must have a row here (start-up refuses otherwise), and the
+permission test walks this table against every resource and role over HTTP. ``flask desk
+sync-roles`` writes it to FAB's role tables; start-up does the same. Admin has every right.
+"""
+
+from __future__ import annotations
+
+RIGHTS = {"r": "read", "w": "write", "x": "export", "p": "personal"}
+ROLES = ("Manager", "Supervisor", "Staff", "Committee")
+ADMIN_ROLE = "Admin"
+PUBLIC_ROLE = "Public"
+SYSTEM_ROLE = "System"  # the system user's role: no permission, it never logs in
+
+# fmt: off
+MATRIX: dict[str, tuple[str, str, str, str]] = {
+    #                 Manager  Supervisor  Staff    Committee
+    "estate":        ("rwxp",  "rxp",      "rxp",   "rx"),
+    "building":      ("rwxp",  "rwxp",     "rxp",   "rx"),
+    "unit":          ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    "owner":         ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    "ownership":     ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    "resident":      ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    "vehicle":       ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    # The change history holds old and new values, personal data included: Managers only.
+    "change_log":    ("rxp",   "",         "",      ""),
+}
+# fmt: on
+
+
+def rights_of(role: str, resource: str) -> set[str]:
+    """The rights (``read``, ``write``, ``export``, ``personal``) a role has on a resource."""
+    if role == ADMIN_ROLE:
+        return set(RIGHTS.values())
+    if role not in ROLES or resource not in MATRIX:
+        return set()
+    letters = MATRIX[resource][ROLES.index(role)]
+    return {RIGHTS[c] for c in letters}
+
+
+# What every signed-in role may do to its own account (FAB's own views).
+SELF_SERVICE = (
+    ("can_userinfo", "UserDBModelView"),
+    ("resetmypassword", "UserDBModelView"),
+    ("can_this_form_get", "ResetMyPasswordView"),
+    ("can_this_form_post", "ResetMyPasswordView"),
+    ("can_this_form_get", "UserInfoEditView"),
+    ("can_this_form_post", "UserInfoEditView"),
+    ("can_get", "MenuApi"),
+)

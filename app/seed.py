@@ -1,0 +1,279 @@
+"""Demo data for the quick start and realistic data at any size for benchmarks.
+
+Both write through Core ``INSERT``s in batches (ORM unit-of-work is ~4x slower, STACK-NOTES.md),
+stamped with the system user; the change log records generated data as one entry per batch
+rather than one per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import secrets
+import string
+from decimal import Decimal
+
+from sqlalchemy import func, insert, select
+
+from app.extensions import db
+from models.archives import Building, Estate, Owner, Ownership, Resident, Unit, Vehicle
+from models.base import ChangeLog, system_user_id, utcnow
+from models.validators import id_check_digit
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红鹏辉建华建国俊峰宇浩然子涵欣怡梓轩一诺雨桐思远嘉怡志强海燕晓东"
+REGIONS = ("440305", "440304", "110105", "310115", "320102", "330106", "510107", "420106")
+PREFIXES = (
+    "138",
+    "139",
+    "135",
+    "136",
+    "137",
+    "150",
+    "151",
+    "152",
+    "158",
+    "159",
+    "186",
+    "187",
+    "188",
+    "133",
+    "153",
+    "180",
+    "189",
+    "177",
+    "199",
+)
+BATCH = 5000
+
+
+def person_name(rng: random.Random) -> str:
+    return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
+
+
+def mobile(rng: random.Random) -> str:
+    return rng.choice(PREFIXES) + "".join(rng.choice(string.digits) for _ in range(8))
+
+
+def unique_id_number(n: int) -> str:
+    """A valid 18-digit ID number, distinct for every n below 160 million."""
+    seq, rest = n % 1000, n // 1000
+    birth = dt.date(1950, 1, 1) + dt.timedelta(days=(rest * 7919) % 20000)
+    region = REGIONS[(rest // 20000) % len(REGIONS)]
+    first17 = f"{region}{birth:%Y%m%d}{seq:03d}"
+    return first17 + id_check_digit(first17)
+
+
+def demo_password(rng: random.SystemRandom | None = None) -> str:
+    rng = rng or random.SystemRandom()
+    upper = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(2))
+    lower = "".join(rng.choice("abcdefghijkmnpqrstuvwxyz") for _ in range(5))
+    digits = "".join(rng.choice("23456789") for _ in range(3))
+    return f"{upper}{lower}-{digits}"
+
+
+def _stamp(uid: int) -> dict:
+    now = utcnow()
+    return {"version": 1, "created_at": now, "changed_at": now, "created_by_id": uid, "changed_by_id": uid}
+
+
+def _insert(model, rows: list[dict]) -> None:
+    for i in range(0, len(rows), BATCH):
+        db.session.execute(insert(model), rows[i : i + BATCH])
+
+
+def generate(units: int, residents_per_unit: int = 2, seed: int = 7, estate_prefix: str = "E") -> dict:
+    """Add ``units`` units with owners (about 1 per unit), ownerships and residents."""
+    rng = random.Random(seed)
+    uid = system_user_id(db.session)
+    stamp = _stamp(uid)
+    start_estate = (db.session.execute(select(func.count()).select_from(Estate)).scalar() or 0) + 1
+    per_estate = 20000
+    per_building = 2 * 30 * 4  # entrances x floors x flats
+    counts = {"estate": 0, "building": 0, "unit": 0, "owner": 0, "ownership": 0, "resident": 0}
+    made = 0
+    e_no = start_estate
+    owner_seq = db.session.execute(select(func.coalesce(func.max(Owner.id), 0))).scalar()
+    while made < units:
+        n_units = min(per_estate, units - made)
+        estate_id = db.session.execute(
+            insert(Estate).returning(Estate.id),
+            [
+                {
+                    **stamp,
+                    "code": f"{estate_prefix}{e_no:03d}",
+                    "name": f"翠湖花园{e_no}期",
+                    "address": f"深圳市南山区翠湖路{e_no}号",
+                    "phone": "0755-26881234",
+                    "developer": "深圳市翠湖置业有限公司",
+                }
+            ],
+        ).scalar_one()
+        counts["estate"] += 1
+        n_buildings = (n_units + per_building - 1) // per_building
+        building_rows = [
+            {**stamp, "estate_id": estate_id, "code": str(b + 1), "name": f"{b + 1}栋", "floors": 30}
+            for b in range(n_buildings)
+        ]
+        building_ids = [
+            r[0]
+            for r in db.session.execute(
+                insert(Building).returning(Building.id, sort_by_parameter_order=True), building_rows
+            ).all()
+        ]
+        counts["building"] += n_buildings
+        unit_rows = []
+        for i in range(n_units):
+            b, rest = divmod(i, per_building)
+            entrance, rest = divmod(rest, 30 * 4)
+            floor, flat = divmod(rest, 4)
+            status = rng.choices(("occupied", "rented", "vacant", "unsold"), (70, 15, 10, 5))[0]
+            unit_rows.append(
+                {
+                    **stamp,
+                    "estate_id": estate_id,
+                    "building_id": building_ids[b],
+                    "code": f"{b + 1}-{entrance + 1}-{floor + 1}{flat + 1:02d}",
+                    "floor": floor + 1,
+                    "gross_area": Decimal(rng.randrange(4500, 18000)) / 100,
+                    "use": "residential",
+                    "status": status,
+                    "handover_date": None if status == "unsold" else dt.date(2019, 6, 30),
+                }
+            )
+        unit_ids = []
+        for j in range(0, len(unit_rows), BATCH):
+            unit_ids += [
+                r[0]
+                for r in db.session.execute(
+                    insert(Unit).returning(Unit.id, sort_by_parameter_order=True), unit_rows[j : j + BATCH]
+                ).all()
+            ]
+        counts["unit"] += n_units
+        owner_rows, owner_for_unit = [], []
+        for _ in unit_ids:
+            if owner_rows and rng.random() < 0.08:
+                owner_for_unit.append(len(owner_rows) - 1)  # the previous owner owns this one too
+                continue
+            owner_rows.append(
+                {**stamp, "name": person_name(rng), "kind": "person", "id_number": None, "phone": mobile(rng)}
+            )
+            owner_for_unit.append(len(owner_rows) - 1)
+        for row in owner_rows:
+            owner_seq += 1
+            if owner_seq % 50:  # a few owners have not given an ID number
+                row["id_number"] = unique_id_number(owner_seq)
+        owner_ids = []
+        for j in range(0, len(owner_rows), BATCH):
+            owner_ids += [
+                r[0]
+                for r in db.session.execute(
+                    insert(Owner).returning(Owner.id, sort_by_parameter_order=True), owner_rows[j : j + BATCH]
+                ).all()
+            ]
+        counts["owner"] += len(owner_rows)
+        ownership_rows = [
+            {
+                **stamp,
+                "unit_id": unit_id,
+                "owner_id": owner_ids[owner_for_unit[k]],
+                "share": Decimal("100"),
+                "since": dt.date(2019, 6, 30),
+            }
+            for k, unit_id in enumerate(unit_ids)
+        ]
+        _insert(Ownership, ownership_rows)
+        counts["ownership"] += len(ownership_rows)
+        resident_rows = []
+        for k, unit_id in enumerate(unit_ids):
+            owner_row = owner_rows[owner_for_unit[k]]
+            for r in range(residents_per_unit):
+                relation = "self" if r == 0 else rng.choice(("family", "family", "tenant"))
+                resident_rows.append(
+                    {
+                        **stamp,
+                        "unit_id": unit_id,
+                        "owner_id": owner_ids[owner_for_unit[k]],
+                        "name": owner_row["name"] if r == 0 else person_name(rng),
+                        "relation": relation,
+                        "phone": owner_row["phone"] if r == 0 else mobile(rng),
+                        "move_in": dt.date(2019, 7, 1) + dt.timedelta(days=rng.randrange(0, 1500)),
+                        "is_current": True,
+                    }
+                )
+        _insert(Resident, resident_rows)
+        counts["resident"] += len(resident_rows)
+        made += n_units
+        e_no += 1
+        db.session.execute(
+            insert(ChangeLog),
+            [
+                {
+                    "table_name": t,
+                    "row_id": 0,
+                    "action": "insert",
+                    "changed_at": utcnow(),
+                    "user_id": uid,
+                    "changes": {"generated": n},
+                }
+                for t, n in counts.items()
+                if n
+            ],
+        )
+        db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    return counts
+
+
+DEMO_USERS = (
+    ("admin", "Admin", "系统", "管理员"),
+    ("manager", "Manager", "管理处", "经理"),
+    ("supervisor", "Supervisor", "服务部", "主管"),
+    ("staff", "Staff", "前台", "客服"),
+    ("committee", "Committee", "业委会", "委员"),
+)
+
+
+def ensure_user(sm, username: str, role_name: str, first: str, last: str, password: str):
+    user = sm.find_user(username=username)
+    role = sm.find_role(role_name)
+    if user is None:
+        user = sm.add_user(username, first, last, f"{username}@desk.local", role, password=password)
+    else:
+        sm.reset_password(user.id, password)
+    return user
+
+
+def demo_data(sm) -> dict[str, str]:
+    """One estate of ~300 units with owners and residents, a few vehicles, one user per role.
+    Returns the logins (username -> password); passwords are new on every run."""
+    has_units = db.session.execute(select(func.count()).select_from(Unit)).scalar()
+    if not has_units:
+        generate(units=300, residents_per_unit=2, estate_prefix="DEMO")
+        estate = db.session.execute(select(Estate).order_by(Estate.id)).scalars().first()
+        estate.name = "翠湖花园"
+        rng = random.Random(11)
+        units = db.session.execute(select(Unit).order_by(Unit.id).limit(12)).scalars().all()
+        for n, u in enumerate(units):
+            db.session.add(
+                Vehicle(
+                    plate=f"粤B{rng.randrange(10000, 99999)}",
+                    unit_id=u.id,
+                    brand="比亚迪",
+                    color="白",
+                    parking_space=f"B1-{n + 1:03d}",
+                )
+            )
+        db.session.commit()
+    logins = {}
+    for username, role, first, last in DEMO_USERS:
+        password = demo_password()
+        ensure_user(sm, username, role, first, last, password)
+        logins[username] = password
+    return logins
+
+
+def random_token(n: int = 8) -> str:
+    return secrets.token_hex(n)

@@ -1,0 +1,101 @@
+"""Every default in one place; each one can be overridden from the environment.
+
+The pattern is Superset's: this module holds the defaults, ``DESK_<NAME>`` environment variables
+override them (see ``README.md`` for the list), and ``create_app(config_overrides=...)`` overrides
+both for tests. Nothing else in the product reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("DESK_INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+def env(name: str, default):
+    """Read ``DESK_<name>`` and coerce it to the type of ``default``."""
+    raw = os.environ.get(f"DESK_{name}")
+    if raw is None:
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+# --- core -----------------------------------------------------------------------------------
+APP_NAME = env("APP_NAME", "物业服务台")
+SECRET_KEY = env("SECRET_KEY", "change-me-in-production-this-is-only-for-the-embedded-demo")
+# Embedded default: a SQLite file, so the product runs with nothing installed.
+SQLALCHEMY_DATABASE_URI = env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'desk.db'}")
+SQLALCHEMY_TRACK_MODIFICATIONS = False
+SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+# Schema comes from migrations (`flask db upgrade`); FAB must not create tables behind them.
+FAB_CREATE_DB = False
+FAB_UPDATE_PERMS = True
+FAB_API_SWAGGER_UI = True
+FAB_API_MAX_PAGE_SIZE = 100
+DEBUG = False
+PROPAGATE_EXCEPTIONS = False
+
+# --- language and time ----------------------------------------------------------------------
+BABEL_DEFAULT_LOCALE = env("LANGUAGE", "zh")
+BABEL_DEFAULT_FOLDER = "translations"
+LANGUAGES = {
+    "zh": {"flag": "cn", "name": "简体中文"},
+    "en": {"flag": "gb", "name": "English"},
+}
+# Stored in UTC, shown in this zone.
+DISPLAY_TIMEZONE = env("TIMEZONE", "Asia/Shanghai")
+
+# --- authentication and security defaults --------------------------------------------------
+AUTH_TYPE = 1  # AUTH_DB
+AUTH_ROLE_ADMIN = "Admin"
+AUTH_ROLE_PUBLIC = "Public"
+AUTH_USER_REGISTRATION = False
+AUTH_RATE_LIMITED = env("AUTH_RATE_LIMITED", True)
+AUTH_RATE_LIMIT = env("AUTH_RATE_LIMIT", "10 per 20 second")
+RATELIMIT_ENABLED = env("RATELIMIT_ENABLED", True)
+# Shared limiter storage when Redis is configured, so several web processes count together.
+RATELIMIT_STORAGE_URI = env("RATELIMIT_STORAGE_URI", "memory://")
+FAB_PASSWORD_COMPLEXITY_ENABLED = env("PASSWORD_COMPLEXITY", True)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# Browsers treat http://localhost as secure, so the quick start still works with this on.
+SESSION_COOKIE_SECURE = env("SESSION_COOKIE_SECURE", True)
+REMEMBER_COOKIE_SECURE = SESSION_COOKIE_SECURE
+REMEMBER_COOKIE_HTTPONLY = True
+WTF_CSRF_ENABLED = True
+WTF_CSRF_TIME_LIMIT = None
+JWT_ACCESS_TOKEN_EXPIRES = env("JWT_ACCESS_TOKEN_SECONDS", 8 * 3600)
+# The login name jobs write as (created_by / changed_by of rows that no person wrote).
+SYSTEM_USERNAME = "system"
+
+# --- mail (notifications) -------------------------------------------------------------------
+MAIL_SERVER = env("MAIL_SERVER", "localhost")
+MAIL_PORT = env("MAIL_PORT", 25)
+MAIL_USE_TLS = env("MAIL_USE_TLS", False)
+MAIL_USERNAME = env("MAIL_USERNAME", "")
+MAIL_PASSWORD = env("MAIL_PASSWORD", "")
+MAIL_DEFAULT_SENDER = env("MAIL_DEFAULT_SENDER", "desk@localhost")
+
+# --- background jobs ------------------------------------------------------------------------
+# Embedded default: Kombu's SQLAlchemy transport over SQLite; Redis when DESK_BROKER_URL is set.
+CELERY_BROKER_URL = env("BROKER_URL", f"sqla+sqlite:///{INSTANCE_DIR / 'broker.db'}")
+CELERY_RESULT_BACKEND = env("RESULT_BACKEND", f"db+sqlite:///{INSTANCE_DIR / 'results.db'}")
+CELERY_TASK_ALWAYS_EAGER = env("CELERY_EAGER", False)
+# Periodic jobs: name -> task and schedule in seconds. `flask desk run-job NAME` runs one now.
+CELERY_BEAT_SCHEDULE = {
+    "residents.close_moved_out": {
+        "task": "jobs.archives.close_moved_out_residents",
+        "schedule": 3600.0,
+    },
+}
+
+# --- lists and imports ----------------------------------------------------------------------
+# Lists count exactly up to this many rows, and estimate beyond it (see views/datamodel.py).
+LIST_EXACT_COUNT_LIMIT = env("LIST_EXACT_COUNT_LIMIT", 10000)
+IMPORT_MAX_ROWS = env("IMPORT_MAX_ROWS", 50000)

@@ -1,0 +1,541 @@
+"""The generic screen and API every registered resource gets (see views/registry.py).
+
+Behaviour added to FAB's ``ModelView`` / ``ModelRestApi``, once, for every resource:
+- permissions folded into ``read`` / ``write`` / ``export`` on the resource name;
+- personal data (``__personal__`` on a model) masked for users without the ``personal`` right, in
+  lists, detail pages, API answers and exports; filtering on it is refused to them;
+- invalid input answered with a 4xx naming the field (forms re-render with 422, the API answers
+  422 with ``{"message": {field: [...]}}``); a stale edit answered with 409;
+- the API's PUT requires the ``version`` the client read (optimistic locking);
+- lists count and page cheaply at scale (views/datamodel.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import abort, current_app, flash, g, jsonify, make_response, request
+from flask_appbuilder import ModelRestApi, ModelView
+from flask_appbuilder.api import rison
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access, permission_name, protect
+from flask_appbuilder.urltools import get_filter_args, get_order_args
+from marshmallow import ValidationError, validate
+from wtforms import HiddenField, SelectField
+from wtforms.validators import DataRequired, Optional
+
+from app.i18n import T
+from models.errors import Conflict, FieldErrors
+from models.validators import mask_id_number, mask_phone
+from views.datamodel import MSG_CONFLICT, DeskInterface
+from views.registry import Resource
+
+VIEW_PERMISSIONS = {
+    "list": "read",
+    "show": "read",
+    "download": "read",
+    "api": "read",
+    "api_read": "read",
+    "api_get": "read",
+    "api_column_add": "write",
+    "api_column_edit": "write",
+    "api_readvalues": "read",
+    "lookup": "read",
+    "add": "write",
+    "edit": "write",
+    "delete": "write",
+    "api_create": "write",
+    "api_update": "write",
+    "api_delete": "write",
+    "action": "write",
+    "action_post": "write",
+    "export": "export",
+    "import_xlsx": "write",
+    "import_template": "read",
+}
+API_PERMISSIONS = {
+    "get": "read",
+    "get_list": "read",
+    "info": "read",
+    "export": "export",
+    "post": "write",
+    "put": "write",
+    "delete": "write",
+}
+MASKS = {"phone": mask_phone, "id": mask_id_number}
+MSG_PERSONAL_FILTER = T(
+    "您的角色无权按个人信息（电话、证件号）筛选", "Your role may not filter by personal data (phone, ID number)"
+)
+MSG_VERSION_REQUIRED = T(
+    "缺少版本号：请提交读取记录时得到的 version", "Missing version: send the version you read with the record"
+)
+
+
+def rights(resource_name: str) -> set[str]:
+    cache = g.setdefault("desk_rights", {})
+    if resource_name not in cache:
+        cache[resource_name] = current_app.appbuilder.sm.user_rights(resource_name)
+    return cache[resource_name]
+
+
+def sees_personal(resource_name: str) -> bool:
+    return "personal" in rights(resource_name)
+
+
+def _mask_value(kind: str, value):
+    return MASKS[kind](value) if isinstance(value, str) else value
+
+
+def mask_payload(payload: dict, personal: dict[str, str]) -> dict:
+    """Mask personal columns (possibly dotted) in a marshmallow dump, in place."""
+    for col, kind in personal.items():
+        parts = col.split(".")
+        nodes = [payload]
+        for rel in parts[:-1]:
+            nxt = []
+            for node in nodes:
+                child = node.get(rel) if isinstance(node, dict) else None
+                if isinstance(child, list):
+                    nxt.extend(child)
+                elif isinstance(child, dict):
+                    nxt.append(child)
+            nodes = nxt
+        for node in nodes:
+            if isinstance(node, dict) and parts[-1] in node:
+                node[parts[-1]] = _mask_value(kind, node[parts[-1]])
+    return payload
+
+
+def _choice_formatter(choices: dict[str, T]):
+    return lambda value: str(choices.get(value, value)) if value is not None else ""
+
+
+def _personal_formatter(resource_name: str, kind: str, inner=None):
+    def fmt(value):
+        shown = value if sees_personal(resource_name) else _mask_value(kind, value)
+        return inner(shown) if inner else ("" if shown is None else shown)
+
+    return fmt
+
+
+def _with_matrix_extras(base_permissions):
+    """The personal-data right and the menu entry live on the resource's name too; declaring them
+    here keeps FAB's permission sync from deleting them."""
+    return sorted(set(base_permissions or ()) | {"can_personal", "menu_access"})
+
+
+# --- screens ---------------------------------------------------------------------------------
+class DeskModelView(ModelView):
+    resource: Resource
+    method_permission_name = VIEW_PERMISSIONS
+    list_template = "desk/list.html"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.base_permissions = _with_matrix_extras(self.base_permissions)
+        self.extra_args = {"desk_view": type(self).__name__, "desk_import": self.resource.importer is not None}
+
+    def _personal_filter_used(self) -> bool:
+        cols = self.resource.personal_columns()
+        for key in request.args:
+            m = re.match(r"^_flt_\d+_(.+)$", key)
+            if m and m.group(1) in cols:
+                return True
+        return False
+
+    @expose("/list/")
+    @has_access
+    def list(self):
+        if self._personal_filter_used() and not sees_personal(self.resource.name):
+            flash(str(MSG_PERSONAL_FILTER), "danger")
+            return make_response(self.render_template("desk/error.html", message=MSG_PERSONAL_FILTER), 403)
+        return super().list()
+
+    # Forms: invalid input re-renders with 422 and the message next to the field.
+    def _render_form(self, template, title, widgets, status):
+        return make_response(
+            self.render_template(template, title=title, widgets=widgets, related_views=self._related_views),
+            status,
+        )
+
+    @expose("/add", methods=["GET", "POST"])
+    @has_access
+    def add(self):
+        g.desk_form_status = 200
+        widget = self._add()
+        if not widget:
+            return self.post_add_redirect()
+        return self._render_form(self.add_template, self.add_title, widget, g.desk_form_status)
+
+    @expose("/edit/<pk>", methods=["GET", "POST"])
+    @has_access
+    def edit(self, pk):
+        g.desk_form_status = 200
+        widgets = self._edit(self._deserialize_pk_if_composite(pk))
+        if not widgets:
+            return self.post_edit_redirect()
+        return self._render_form(self.edit_template, self.edit_title, widgets, g.desk_form_status)
+
+    def _attach_errors(self, form, errors: dict[str, list[str]], status: int) -> None:
+        g.desk_form_status = status
+        for name, messages in errors.items():
+            target = form[name] if name in form else None
+            if target is None:
+                # A rule about a column the form names differently (a relation's key).
+                for fname in form._fields:
+                    if name.startswith(fname) or fname.startswith(name.removesuffix("_id")):
+                        target = form[fname]
+                        break
+            if target is not None:
+                target.errors = list(target.errors) + list(messages)
+            else:
+                flash(f"{name}: {'; '.join(messages)}", "danger")
+
+    def _add(self):
+        get_filter_args(self._filters, disallow_if_not_in_search=False)
+        exclude_cols = self._filters.get_relation_cols()
+        form = self.add_form.refresh()
+        if request.method == "POST":
+            self._fill_form_exclude_cols(exclude_cols, form)
+            if form.validate():
+                self.process_form(form, True)
+                item = self.datamodel.obj()
+                try:
+                    form.populate_obj(item)
+                    self.pre_add(item)
+                    self.datamodel.add(item)
+                except FieldErrors as e:
+                    self._attach_errors(form, e.errors, 422)
+                else:
+                    self.post_add(item)
+                    flash(self.add_row_message, "success")
+                    return None
+            else:
+                g.desk_form_status = 422
+        return self._get_add_widget(form=form, exclude_cols=exclude_cols)
+
+    def _edit(self, pk):
+        get_filter_args(self._filters, disallow_if_not_in_search=False)
+        exclude_cols = self._filters.get_relation_cols()
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            abort(404)
+        pk = self.datamodel.get_pk_value(item)
+        if request.method == "POST":
+            form = self.edit_form.refresh(request.form)
+            self._fill_form_exclude_cols(exclude_cols, form)
+            form._id = pk
+            read_version = form["version"].data if "version" in form else None
+            if form.validate():
+                if str(read_version) != str(item.version):
+                    # Someone saved since this form was opened: keep the user's input on screen.
+                    self._attach_errors(form, {"version": [str(MSG_CONFLICT)]}, 409)
+                    flash(str(MSG_CONFLICT), "danger")
+                    return self._get_edit_widget(form=form, exclude_cols=exclude_cols)
+                self.process_form(form, False)
+                version_field = form._fields.pop("version", None)
+                try:
+                    form.populate_obj(item)
+                    self.pre_update(item)
+                    self.datamodel.edit(item)
+                except FieldErrors as e:
+                    if version_field is not None:
+                        form._fields["version"] = version_field
+                    self._attach_errors(form, e.errors, 422)
+                except Conflict as e:
+                    if version_field is not None:
+                        form._fields["version"] = version_field
+                    self._attach_errors(form, {"version": [str(e)]}, 409)
+                    flash(str(e), "danger")
+                else:
+                    self.post_update(item)
+                    flash(self.edit_row_message, "success")
+                    return None
+            else:
+                g.desk_form_status = 422
+        else:
+            form = self.edit_form.refresh(obj=item)
+            self.prefill_form(form, pk)
+        widgets = self._get_edit_widget(form=form, exclude_cols=exclude_cols)
+        return widgets
+
+    @expose("/delete/<pk>", methods=["POST"])
+    @has_access
+    def delete(self, pk):
+        pk = self._deserialize_pk_if_composite(pk)
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            abort(404)
+        try:
+            self.pre_delete(item)
+            self.datamodel.delete(item)
+        except (FieldErrors, Conflict) as e:
+            flash(str(e), "danger")
+        else:
+            self.post_delete(item)
+            flash(self.delete_row_message, "success")
+        self.update_redirect()
+        return self.post_delete_redirect()
+
+    # Export: the current list, with its filters and order, as .xlsx.
+    @expose("/export.xlsx")
+    @has_access
+    def export(self):
+        from views.excel import export_response
+
+        if self._personal_filter_used() and not sees_personal(self.resource.name):
+            abort(403)
+        get_filter_args(self._filters)
+        orders = get_order_args()
+        order_column, order_direction = self.base_order or ("", "")
+        if orders.get(self.__class__.__name__):
+            order_column, order_direction = orders[self.__class__.__name__]
+        return export_response(self.resource, self.datamodel, self._filters, order_column, order_direction)
+
+    # Lookup for relation fields picked by typing (large tables).
+    @expose("/lookup/<column>")
+    @has_access
+    def lookup(self, column):
+        from views.lookups import lookup_response
+
+        return lookup_response(self.resource, column)
+
+
+# --- REST API --------------------------------------------------------------------------------
+class DeskModelRestApi(ModelRestApi):
+    resource: Resource
+    method_permission_name = API_PERMISSIONS
+    allow_browser_login = True
+
+    def __init__(self):
+        super().__init__()
+        self.base_permissions = _with_matrix_extras(self.base_permissions)
+
+    def _deny_personal_filters(self, rison_args) -> None:
+        if sees_personal(self.resource.name):
+            return
+        cols = self.resource.personal_columns()
+        for flt in (rison_args or {}).get("filters", []) or []:
+            if isinstance(flt, dict) and flt.get("col") in cols:
+                abort(make_response(jsonify(message=str(MSG_PERSONAL_FILTER)), 403))
+
+    def pre_get(self, data: dict) -> None:
+        if not sees_personal(self.resource.name):
+            mask_payload(data.get("result", {}), self.resource.personal_columns())
+
+    def pre_get_list(self, data: dict) -> None:
+        if not sees_personal(self.resource.name):
+            personal = self.resource.personal_columns()
+            for row in data.get("result", []):
+                mask_payload(row, personal)
+        data["count_estimated"] = bool(g.get("desk_count_estimated", False))
+
+    def get_list_headless(self, **kwargs):
+        self._deny_personal_filters(kwargs.get("rison"))
+        return super().get_list_headless(**kwargs)
+
+    @staticmethod
+    def _field_errors(errors: dict) -> dict:
+        return {k: v for k, v in errors.items()}
+
+    def post_headless(self):
+        if not request.is_json or not isinstance(request.json, dict):
+            return self.response_400(message="Request is not JSON")
+        try:
+            item = self.add_model_schema.load(request.json)
+        except ValidationError as err:
+            return self.response_422(message=err.messages)
+        try:
+            self.pre_add(item)
+            self.datamodel.add(item)
+        except FieldErrors as e:
+            return self.response_422(message=e.errors)
+        self.post_add(item)
+        return self.response(
+            201,
+            result=self.add_model_schema.dump(item, many=False),
+            id=self.datamodel.get_pk_value(item),
+            version=getattr(item, "version", None),
+        )
+
+    def put_headless(self, pk):
+        item = self.datamodel.get(pk, self._base_filters)
+        if not request.is_json or not isinstance(request.json, dict):
+            return self.response_400(message="Request is not JSON")
+        if not item:
+            return self.response_404()
+        payload = dict(request.json)
+        read_version = payload.pop("version", None)
+        if hasattr(item, "version"):
+            if read_version is None:
+                return self.response_422(message={"version": [str(MSG_VERSION_REQUIRED)]})
+            if str(read_version) != str(item.version):
+                return self.response(409, message=str(MSG_CONFLICT), version=item.version)
+        try:
+            data = self._merge_update_item(item, payload)
+            item = self.edit_model_schema.load(data, instance=item)
+        except ValidationError as err:
+            self.datamodel.session.rollback()
+            return self.response_422(message=err.messages)
+        try:
+            self.pre_update(item)
+            self.datamodel.edit(item)
+        except FieldErrors as e:
+            return self.response_422(message=e.errors)
+        except Conflict as e:
+            return self.response(409, message=str(e))
+        self.post_update(item)
+        return self.response(
+            200, result=self.edit_model_schema.dump(item, many=False), version=getattr(item, "version", None)
+        )
+
+    def delete_headless(self, pk):
+        item = self.datamodel.get(pk, self._base_filters)
+        if not item:
+            return self.response_404()
+        try:
+            self.pre_delete(item)
+            self.datamodel.delete(item)
+        except FieldErrors as e:
+            return self.response_422(message=e.errors)
+        except Conflict as e:
+            return self.response(409, message=str(e))
+        self.post_delete(item)
+        return self.response(200, message="OK")
+
+    @expose("/export", methods=["GET"])
+    @protect()
+    @rison()
+    @permission_name("export")
+    def export(self, **kwargs):
+        """Export the list, with the same filters and order as the list, as .xlsx.
+        ---
+        get:
+          parameters:
+          - in: query
+            name: q
+            content:
+              application/json:
+                schema:
+                  $ref: '#/components/schemas/get_list_schema'
+          responses:
+            200:
+              description: An .xlsx workbook
+            400:
+              $ref: '#/components/responses/400'
+            401:
+              $ref: '#/components/responses/401'
+            403:
+              $ref: '#/components/responses/403'
+        """
+        from views.excel import export_response
+
+        args = kwargs.get("rison", {}) or {}
+        self._deny_personal_filters(args)
+        try:
+            joined_filters = self._handle_filters_args(args)
+        except Exception:
+            return self.response_400(message="Invalid filters")
+        order_column = args.get("order_column", self.base_order[0] if self.base_order else "")
+        order_direction = args.get("order_direction", self.base_order[1] if self.base_order else "")
+        if order_column and order_column not in self.order_columns:
+            return self.response_400(message=f"order_column: {order_column} cannot be used to order")
+        return export_response(self.resource, self.datamodel, joined_filters, order_column, order_direction)
+
+
+# --- building both from a resource ------------------------------------------------------------
+def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -> dict:
+    from views.lookups import lookup_field
+
+    fields = {}
+    for col, choices in resource.choices.items():
+        column = resource.model.__table__.columns.get(col)
+        required = column is not None and not column.nullable
+        fields[col] = SelectField(
+            str(resource.label_of(col)),
+            choices=[(k, v) for k, v in choices.items()],
+            validators=[DataRequired()] if required else [Optional()],
+            default=next(iter(choices)) if required else None,
+        )
+    for lk in resource.lookups:
+        fields[lk.column] = lookup_field(resource, lk, datamodel)
+    if for_edit and hasattr(resource.model, "version"):
+        fields["version"] = HiddenField()
+    return fields
+
+
+def build_view(resource: Resource) -> type[DeskModelView]:
+    datamodel = DeskInterface(resource.model)
+    labels = {c: resource.label_of(c) for c in resource.all_columns()}
+    personal = resource.personal_columns()
+    formatters = {}
+    for col, choices in resource.choices.items():
+        formatters[col] = _choice_formatter(choices)
+    for col, kind in personal.items():
+        formatters[col] = _personal_formatter(resource.name, kind, formatters.get(col))
+    edit_columns = list(resource.edit_columns)
+    if hasattr(resource.model, "version"):
+        edit_columns.append("version")
+    attrs = dict(
+        resource=resource,
+        datamodel=datamodel,
+        route_base=f"/{resource.name}",
+        class_permission_name=resource.name,
+        list_title=resource.label,
+        show_title=resource.label,
+        add_title=resource.label,
+        edit_title=resource.label,
+        list_columns=list(resource.list_columns),
+        show_columns=list(resource.show_columns),
+        add_columns=list(resource.add_columns),
+        edit_columns=edit_columns,
+        search_columns=list(resource.search_columns),
+        label_columns=labels,
+        description_columns=dict(resource.descriptions),
+        formatters_columns=formatters,
+        base_order=resource.order,
+        page_size=resource.page_size,
+        add_form_extra_fields=_form_fields(resource, datamodel, for_edit=False),
+        edit_form_extra_fields=_form_fields(resource, datamodel, for_edit=True),
+    )
+    if not resource.writable:
+        attrs["base_permissions"] = ["can_read", "can_export"]
+    return type(f"{resource.model.__name__}View", (DeskModelView,), attrs)
+
+
+def build_api(resource: Resource) -> type[DeskModelRestApi]:
+    datamodel = DeskInterface(resource.model)
+    labels = {c: resource.label_of(c) for c in [*resource.all_columns(), "id", "version"]}
+    list_columns = ["id", *[c for c in resource.list_columns if c != "id"]]
+    if hasattr(resource.model, "version") and "version" not in list_columns:
+        list_columns.append("version")
+    show_columns = ["id", *[c for c in resource.show_columns if c != "id"]]
+    if hasattr(resource.model, "version") and "version" not in show_columns:
+        show_columns.append("version")
+    validators = {col: validate.OneOf(list(choices)) for col, choices in resource.choices.items()}
+    attrs = dict(
+        resource=resource,
+        datamodel=datamodel,
+        resource_name=resource.name,
+        class_permission_name=resource.name,
+        list_title=resource.label,
+        show_title=resource.label,
+        add_title=resource.label,
+        edit_title=resource.label,
+        openapi_spec_tag=resource.name,
+        list_columns=list_columns,
+        show_columns=show_columns,
+        add_columns=list(resource.add_columns),
+        edit_columns=list(resource.edit_columns),
+        search_columns=list(resource.search_columns),
+        order_columns=[c for c in resource.list_columns if "." not in c] + ["id"],
+        label_columns=labels,
+        description_columns=dict(resource.descriptions),
+        base_order=resource.order,
+        page_size=resource.page_size,
+        validators_columns=validators,
+        list_select_columns=None,
+    )
+    if not resource.writable:
+        attrs["base_permissions"] = ["can_read", "can_export"]
+    return type(f"{resource.model.__name__}Api", (DeskModelRestApi,), attrs)

@@ -1,0 +1,125 @@
+"""The registry: a model's admin metadata, declared once.
+
+A ``Resource`` names the model, its REST resource name (DESIGN.md), its menu place, its column
+lists and Chinese/English labels, its choices and its lookups. ``app.create_app`` turns every
+registered resource into a screen (``ModelView``), a REST API (``ModelRestApi`` at
+``/api/v1/<name>/``) and the permissions ``can_read`` / ``can_write`` / ``can_export`` /
+``can_personal`` on ``<name>``, which the role matrix (``app/roles.py``) hands out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.i18n import T
+
+# Menu categories: key (the menu permission name) -> (label, icon).
+CATEGORIES: dict[str, tuple[T, str]] = {
+    "archives": (T("业主档案", "Archives"), "fa-building"),
+    "audit": (T("审计", "Audit"), "fa-history"),
+}
+
+# Labels every resource shares.
+COMMON_LABELS: dict[str, T] = {
+    "id": T("编号", "ID"),
+    "version": T("版本", "Version"),
+    "created_at": T("创建时间", "Created at"),
+    "changed_at": T("修改时间", "Changed at"),
+    "created_by": T("创建人", "Created by"),
+    "changed_by": T("修改人", "Changed by"),
+    "created_by.username": T("创建人", "Created by"),
+    "changed_by.username": T("修改人", "Changed by"),
+    "note": T("备注", "Note"),
+    "name": T("名称", "Name"),
+    "code": T("编码", "Code"),
+}
+
+
+@dataclass
+class Lookup:
+    """A relation picked by typing (AJAX) instead of a dropdown of the whole table."""
+
+    column: str  # relationship name on the model, e.g. "unit"
+    search: Sequence[str]  # columns of the related model matched by the typed text
+    label: Callable[[Any], str] = str
+
+
+@dataclass
+class Resource:
+    name: str  # REST resource and permission name, fixed in DESIGN.md
+    model: type
+    label: T
+    category: str
+    list_columns: Sequence[str]
+    edit_columns: Sequence[str] = ()
+    add_columns: Sequence[str] | None = None  # defaults to edit_columns
+    show_columns: Sequence[str] | None = None  # defaults to list + edit + audit
+    search_columns: Sequence[str] = ()
+    labels: dict[str, T] = field(default_factory=dict)
+    descriptions: dict[str, T] = field(default_factory=dict)
+    choices: dict[str, dict[str, T]] = field(default_factory=dict)
+    lookups: Sequence[Lookup] = ()
+    order: tuple[str, str] = ("id", "desc")
+    writable: bool = True
+    icon: str = "fa-table"
+    importer: Any = None  # an Excel import spec (views/excel.py), if the list can be imported
+    page_size: int = 25
+
+    def __post_init__(self):
+        if self.category not in CATEGORIES:
+            raise ValueError(f"{self.name}: unknown menu category {self.category!r}")
+        if self.add_columns is None:
+            self.add_columns = list(self.edit_columns)
+        if self.show_columns is None:
+            cols = list(dict.fromkeys([*self.list_columns, *self.edit_columns]))
+            if hasattr(self.model, "created_at"):
+                cols += [
+                    c
+                    for c in ("created_at", "created_by.username", "changed_at", "changed_by.username")
+                    if c not in cols
+                ]
+            self.show_columns = cols
+
+    def label_of(self, column: str) -> T:
+        if column in self.labels:
+            return self.labels[column]
+        if column in COMMON_LABELS:
+            return COMMON_LABELS[column]
+        raise KeyError(f"{self.name}: no label for column {column!r}")
+
+    def all_columns(self) -> list[str]:
+        return list(
+            dict.fromkeys(
+                [*self.list_columns, *self.edit_columns, *self.add_columns, *self.show_columns, *self.search_columns]
+            )
+        )
+
+    def personal_columns(self) -> dict[str, str]:
+        """column -> kind ('phone' / 'id') for every shown column that holds personal data."""
+        result = {}
+        for col in self.all_columns():
+            model = self.model
+            parts = col.split(".")
+            for rel in parts[:-1]:
+                prop = getattr(model, rel).property
+                model = prop.mapper.class_
+            kind = getattr(model, "__personal__", {}).get(parts[-1])
+            if kind:
+                result[col] = kind
+        return result
+
+
+REGISTRY: dict[str, Resource] = {}
+
+
+def register(resource: Resource) -> Resource:
+    if resource.name in REGISTRY and REGISTRY[resource.name].model is not resource.model:
+        raise ValueError(f"resource {resource.name!r} is registered twice")
+    REGISTRY[resource.name] = resource
+    return resource
+
+
+def menu_categories_for(name: str) -> list[str]:
+    return [REGISTRY[name].category]
