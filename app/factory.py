@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
 from flask_appbuilder import AppBuilder, IndexView, expose
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import inspect
 from werkzeug.exceptions import HTTPException
 
@@ -38,6 +39,10 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app.config["FAB_ROLES"] = {}
 
     db.init_app(app)
+    # Every form POST (screens, logout, delete buttons) checks a CSRF token; FAB's templates and
+    # ours render ``csrf_token()``, and FAB exempts its REST APIs (JWT) when this is set up before
+    # they are added.
+    CSRFProtect(app)
     migrate.init_app(
         app,
         db,
@@ -60,6 +65,8 @@ def create_app(config_overrides: dict | None = None) -> Flask:
             base_template=app.config["FAB_BASE_TEMPLATE"],
         )
         appbuilder.init_app(app, db.session)
+        _limit_api_login(app, appbuilder)
+        _jwt_errors_as_401(appbuilder.sm.jwt_manager)
         for resource in REGISTRY.values():
             cat_label, cat_icon = CATEGORIES[resource.category]
             appbuilder.add_view(
@@ -82,6 +89,28 @@ def create_app(config_overrides: dict | None = None) -> Flask:
         if app.config.get("SYNC_ROLES_ON_START", True) and _schema_ready():
             sync_roles(appbuilder)
     return app
+
+
+def _limit_api_login(app: Flask, appbuilder) -> None:
+    """FAB rate-limits only the /login/ form: give the API login the same limit."""
+    sm = appbuilder.sm
+    blueprint = app.blueprints.get(sm.security_api.__name__)
+    if sm.is_auth_limited and blueprint is not None:
+        sm.limiter.limit(sm.auth_rate_limit, methods=["POST"])(blueprint)
+
+
+def _jwt_errors_as_401(jwt_manager) -> None:
+    """A malformed, forged or expired token is 401 with the API's ``message`` body (the JWT
+    library answers 422 ``{"msg": ...}`` for a token it cannot decode)."""
+    sorry = T("登录凭证无效或已过期，请重新登录", "The token is invalid or has expired; log in again")
+
+    @jwt_manager.invalid_token_loader
+    def _invalid(reason: str):
+        return jsonify(message=str(sorry)), 401
+
+    @jwt_manager.expired_token_loader
+    def _expired(jwt_header, jwt_payload):
+        return jsonify(message=str(sorry)), 401
 
 
 def _schema_ready() -> bool:

@@ -7,8 +7,15 @@ written to be safe to run twice and to be killed halfway: ``task_acks_late`` wit
 
 from __future__ import annotations
 
+import importlib
+
 from celery import Celery, Task
 from flask import Flask
+
+# Modules holding tasks. Imported by ``celery_init_app`` too, not only by a worker's start-up
+# (``include``): ``flask desk run-job`` looks tasks up in the web process, where nothing else
+# imports them.
+TASK_MODULES = ("jobs.archives",)
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -36,9 +43,11 @@ def celery_init_app(app: Flask) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        include=["jobs.archives"],
+        include=list(TASK_MODULES),
     )
     celery.set_default()
+    for module in TASK_MODULES:
+        importlib.import_module(module)
     app.extensions["celery"] = celery
     return celery
 

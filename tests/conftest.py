@@ -41,7 +41,7 @@ def test_config(database_url: str, **extra) -> dict:
     cfg = {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "TESTING": True,
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
         "WTF_CSRF_ENABLED": False,
         "SESSION_COOKIE_SECURE": False,
         "RATELIMIT_ENABLED": False,
@@ -119,9 +119,34 @@ def api(app, tokens):
 
         def __getattr__(self, method):
             fn = getattr(self.client, method)
-            return lambda url, **kw: fn(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+            def call(url, **kw):
+                with app.app_context():  # a fresh ``g`` per request, as in production
+                    return fn(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+            return call
 
     return RoleClient
+
+
+class FreshContextClient:
+    """A test client whose every request gets its own app context (and so its own ``g``), even
+    when the test holds an app context of its own, as in production."""
+
+    def __init__(self, app, client):
+        self._app = app
+        self._client = client
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if name not in {"get", "post", "put", "delete", "patch", "open"}:
+            return attr
+
+        def call(*args, **kw):
+            with self._app.app_context():
+                return attr(*args, **kw)
+
+        return call
 
 
 @pytest.fixture()
@@ -129,7 +154,7 @@ def web(app):
     """``web(role)``: a test client logged in to the screens as that role."""
 
     def login(role):
-        client = app.test_client()
+        client = FreshContextClient(app, app.test_client())
         resp = client.post("/login/", data={"username": role.lower(), "password": PASSWORD})
         assert resp.status_code in (302, 303), resp.get_data(as_text=True)[:500]
         return client

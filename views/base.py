@@ -72,10 +72,12 @@ MSG_VERSION_REQUIRED = T(
 
 
 def rights(resource_name: str) -> set[str]:
+    user = getattr(g, "user", None)
+    key = (getattr(user, "id", None), resource_name)
     cache = g.setdefault("desk_rights", {})
-    if resource_name not in cache:
-        cache[resource_name] = current_app.appbuilder.sm.user_rights(resource_name)
-    return cache[resource_name]
+    if key not in cache:
+        cache[key] = current_app.appbuilder.sm.user_rights(resource_name)
+    return cache[key]
 
 
 def sees_personal(resource_name: str) -> bool:
@@ -125,7 +127,10 @@ def _with_matrix_extras(base_permissions):
 
 
 # --- screens ---------------------------------------------------------------------------------
-class DeskModelView(ModelView):
+from views.excel import ImportMixin  # noqa: E402  (import screens; views/excel.py imports this module lazily)
+
+
+class DeskModelView(ImportMixin, ModelView):
     resource: Resource
     method_permission_name = VIEW_PERMISSIONS
     list_template = "desk/list.html"
@@ -311,13 +316,16 @@ class DeskModelRestApi(ModelRestApi):
         super().__init__()
         self.base_permissions = _with_matrix_extras(self.base_permissions)
 
-    def _deny_personal_filters(self, rison_args) -> None:
+    def _denied_personal_filter(self, rison_args):
+        """A 403 answer when a user without the personal right filters on personal data."""
         if sees_personal(self.resource.name):
-            return
+            return None
         cols = self.resource.personal_columns()
-        for flt in (rison_args or {}).get("filters", []) or []:
+        filters = (rison_args or {}).get("filters", []) if isinstance(rison_args, dict) else []
+        for flt in filters or []:
             if isinstance(flt, dict) and flt.get("col") in cols:
-                abort(make_response(jsonify(message=str(MSG_PERSONAL_FILTER)), 403))
+                return self.response(403, message=str(MSG_PERSONAL_FILTER))
+        return None
 
     def pre_get(self, data: dict) -> None:
         if not sees_personal(self.resource.name):
@@ -331,8 +339,7 @@ class DeskModelRestApi(ModelRestApi):
         data["count_estimated"] = bool(g.get("desk_count_estimated", False))
 
     def get_list_headless(self, **kwargs):
-        self._deny_personal_filters(kwargs.get("rison"))
-        return super().get_list_headless(**kwargs)
+        return self._denied_personal_filter(kwargs.get("rison")) or super().get_list_headless(**kwargs)
 
     @staticmethod
     def _field_errors(errors: dict) -> dict:
@@ -431,7 +438,9 @@ class DeskModelRestApi(ModelRestApi):
         from views.excel import export_response
 
         args = kwargs.get("rison", {}) or {}
-        self._deny_personal_filters(args)
+        denied = self._denied_personal_filter(args)
+        if denied is not None:
+            return denied
         try:
             joined_filters = self._handle_filters_args(args)
         except Exception:

@@ -17,6 +17,7 @@ from flask import current_app, g
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from sqlalchemy import BigInteger, cast, column, func, select, table
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.i18n import T
@@ -91,7 +92,8 @@ class DeskInterface(SQLAInterface):
         outer_default_load: bool = False,
     ):
         base = self.session.query(self.obj)
-        count = self.query_count(base, filters, select_columns)
+        if not select_columns and page_size:
+            base = self._eager_list_relations(base)
         offset = (page or 0) * (page_size or 0)
         if page_size and offset >= self.DEFERRED_JOIN_OFFSET:
             pk = self.get_pk()
@@ -133,8 +135,49 @@ class DeskInterface(SQLAInterface):
             if hasattr(item, self.obj.__name__):
                 result.append(getattr(item, self.obj.__name__))
             else:
-                return count, rows
+                result = rows
+                break
+        if page_size:
+            count = self.query_count(self.session.query(self.obj), filters, select_columns)
+        else:
+            # Not paged (a relation's dropdown): the rows are the count, no COUNT statement.
+            count = len(result)
         return count, result
+
+    def _list_relations(self) -> tuple[list[str], list[str]]:
+        """Relations shown in the registered list columns of this model (``building.code``):
+        (many-to-one, to-many). Screens page without ``select_columns``; without eager loading
+        every row would load its relation with a statement of its own."""
+        cached = self.__dict__.get("_desk_list_relations")
+        if cached is not None:
+            return cached
+        from views.registry import REGISTRY
+
+        to_one, to_many = [], []
+        for resource in REGISTRY.values():
+            if resource.model is not self.obj:
+                continue
+            for col in resource.list_columns:
+                if "." not in col:
+                    continue
+                root = col.split(".", 1)[0]
+                if root in to_one or root in to_many or not self.is_relation(root):
+                    continue
+                if self.is_relation_many_to_one(root) or self.is_relation_one_to_one(root):
+                    to_one.append(root)
+                else:
+                    to_many.append(root)
+        self._desk_list_relations = (to_one, to_many)
+        return self._desk_list_relations
+
+    def _eager_list_relations(self, query):
+        to_one, to_many = self._list_relations()
+        for rel in to_one:
+            query = query.options(joinedload(getattr(self.obj, rel)))
+        for rel in to_many:
+            # One statement for the whole page (the "+1 for a many-to-many column").
+            query = query.options(selectinload(getattr(self.obj, rel)))
+        return query
 
     # --- writes --------------------------------------------------------------------------
     def _commit(self, action) -> None:

@@ -1,14 +1,40 @@
-"""Excel out: any list, with its current filters and order, as .xlsx (openpyxl, streamed)."""
+"""Excel out and in.
+
+Out: any list, with its current filters and order, as .xlsx (openpyxl, streamed).
+
+In: an ``ImportSpec`` declares an import once (Chinese header, field, parser, required) and
+``ImportMixin`` gives every screen whose resource has an ``importer`` the routes ``import_xlsx``
+(form, dry run, import) and ``import_template`` (an .xlsx with the header row and an example).
+An import reads with openpyxl ``read_only``, checks every row with the models' own rules
+(models/validators.py, the choices in models/archives.py) and against the file and the database,
+and writes nothing unless every row is good: one transaction of Core ``INSERT`` executemany
+batches, audit columns and one ``ChangeLog`` row per inserted row filled here.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import current_app, send_file
-from openpyxl import Workbook
+from flask import abort, current_app, g, jsonify, make_response, request, send_file
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access
+from openpyxl import Workbook, load_workbook
+from openpyxl.styles import Font
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from app.i18n import T
+from models.archives import OWNER_KINDS, UNIT_STATUSES, UNIT_USES, Building, Estate, Owner, Ownership, Unit
+from models.base import ChangeLog, _plain, utcnow
+from models.validators import check_id_number, check_phone, check_positive_decimal, id_check_digit
 
 EXPORT_BATCH = 2000
 
@@ -75,3 +101,730 @@ def export_response(resource, datamodel, filters, order_column, order_direction)
         as_attachment=True,
         download_name=f"{resource.name}-{stamp}.xlsx",
     )
+
+
+# --- Excel in ---------------------------------------------------------------------------------
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+MAX_IMPORT_ROWS = 50_000
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+INSERT_BATCH = 5000
+SHOWN_ERRORS = 1000  # the screen lists this many; the JSON answer has them all
+
+MSG_REQUIRED = T("必填", "Required")
+MSG_NOT_XLSX = T("不是有效的 .xlsx 文件（请用下载的模板，另存为 Excel 工作簿）", "Not a valid .xlsx file (use the template, saved as an Excel workbook)")
+MSG_NO_FILE = T("请选择要导入的 .xlsx 文件", "Choose the .xlsx file to import")
+MSG_TOO_BIG = T("文件过大（最大 20 MB）", "The file is too large (20 MB at most)")
+MSG_NO_ROWS = T("文件中没有数据行", "The file has no data rows")
+MSG_ESTATE = T("请选择小区", "Choose the estate")
+MSG_RACE = T(
+    "导入时数据已被他人修改（如同时导入了相同的房号），未写入任何数据，请重新校验后再导入",
+    "The data changed while importing (someone imported the same units?); nothing was written, check the file again",
+)
+
+
+def _too_many_rows() -> T:
+    return T(f"一次最多导入 {MAX_IMPORT_ROWS} 行，请分批导入", f"At most {MAX_IMPORT_ROWS} rows per import; split the file")
+
+
+# Parsers: each takes a non-blank cell value and returns the value to store or raises ValueError
+# with a message a clerk can act on (the same wording as the models' rules where there is one).
+def _scalar_text(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # Excel stores 1501 as 1501.0
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    return str(value).strip()
+
+
+def text(max_len: int) -> Callable[[Any], str]:
+    def parse(value) -> str:
+        s = _scalar_text(value)
+        if len(s) > max_len:
+            raise ValueError(str(T(f"不能超过 {max_len} 个字符", f"At most {max_len} characters")))
+        return s
+
+    return parse
+
+
+def integer(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value) -> int:
+        if isinstance(value, bool):
+            raise ValueError(str(T("必须是整数", "Must be a whole number")))
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int):
+            n = value
+        elif re.fullmatch(r"-?\d+", str(value).strip()):
+            n = int(str(value).strip())
+        else:
+            raise ValueError(str(T("必须是整数", "Must be a whole number")))
+        if not low <= n <= high:
+            raise ValueError(str(T(f"须在 {low} 到 {high} 之间", f"Must be between {low} and {high}")))
+        return n
+
+    return parse
+
+
+def positive_decimal(places: int, maximum: Decimal) -> Callable[[Any], Decimal]:
+    def parse(value) -> Decimal:
+        if isinstance(value, str):
+            value = value.strip().rstrip("%％㎡").strip()
+        d = check_positive_decimal(repr(value) if isinstance(value, float) else value, places)
+        if d > maximum:
+            raise ValueError(str(T(f"不能大于 {maximum}", f"Cannot be more than {maximum}")))
+        return d
+
+    return parse
+
+
+def choice(choices: dict[str, T]) -> Callable[[Any], str]:
+    """Accepts the code (``residential``), the Chinese label (住宅) or the English label."""
+    lookup: dict[str, str] = {}
+    for code, label in choices.items():
+        lookup[code.lower()] = code
+        lookup[label.zh] = code
+        lookup[label.en.lower()] = code
+
+    def parse(value) -> str:
+        code = lookup.get(_scalar_text(value).lower())
+        if code is None:
+            raise ValueError(
+                str(
+                    T(
+                        "取值无效，可填：" + "、".join(lb.zh for lb in choices.values()),
+                        "Invalid value; use one of: " + ", ".join(lb.en for lb in choices.values()),
+                    )
+                )
+            )
+        return code
+
+    return parse
+
+
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日", "%Y%m%d")
+
+
+def date(value) -> dt.date:
+    msg = str(T("日期格式不正确（如 2019-06-30）", "Invalid date (e.g. 2019-06-30)"))
+    if isinstance(value, dt.datetime):
+        d = value.date()
+    elif isinstance(value, dt.date):
+        d = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < 2958466:
+        from openpyxl.utils.datetime import from_excel
+
+        d = from_excel(value)
+        d = d.date() if isinstance(d, dt.datetime) else d
+    else:
+        s = _scalar_text(value)
+        for fmt in DATE_FORMATS:
+            try:
+                d = dt.datetime.strptime(s, fmt).date()
+                break
+            except ValueError:
+                continue
+        else:
+            raise ValueError(msg)
+    if not 1900 <= d.year <= 2100:
+        raise ValueError(msg)
+    return d
+
+
+def phone(value) -> str:
+    return check_phone(_scalar_text(value))
+
+
+@dataclass(frozen=True)
+class ImportColumn:
+    """One column of an import: its Chinese header (what the file has), the field it fills, the
+    parser (a rule from models/validators.py or a choices dict), whether it is required."""
+
+    header: str
+    field: str
+    en: str  # the English name, for messages shown in English
+    parse: Callable[[Any], Any]
+    required: bool = False
+    aliases: tuple[str, ...] = ()
+    default: Any = None
+    example: Any = None
+    hint: T | None = None
+
+    @property
+    def label(self) -> T:
+        return T(self.header, self.en)
+
+
+@dataclass
+class RowError:
+    row: int  # the row number in the sheet (the header is row 1); 0 for the file as a whole
+    field: str
+    column: str
+    message: str
+
+    def text(self) -> str:
+        if self.row == 0:
+            return f"{self.column}: {self.message}" if self.column else self.message
+        return str(T(f"第 {self.row} 行 {self.column}: {self.message}", f"Row {self.row}, {self.column}: {self.message}"))
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "field": self.field, "column": self.column, "message": self.message, "text": self.text()}
+
+
+@dataclass
+class ImportResult:
+    dry_run: bool
+    rows: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "rows": self.rows,
+            "errors": [e.as_dict() for e in self.errors],
+            "counts": self.counts,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def normalise_header(value) -> str:
+    """``建筑面积(㎡)*`` -> ``建筑面积``: spaces, required marks and a trailing unit dropped."""
+    s = re.sub(r"\s+", "", str(value or ""))
+    s = s.replace("*", "").replace("＊", "")
+    return re.sub(r"[（(][^）)]*[）)]$", "", s)
+
+
+class ImportSpec:
+    """An Excel import declared once: the columns, then ``check`` (every rule, the file and the
+    database) and ``write`` (one transaction). Subclasses implement the last two."""
+
+    name: str = ""
+    label: T = T("导入", "Import")
+    columns: Sequence[ImportColumn] = ()
+    needs_estate: bool = True  # the estate is picked on the import screen
+
+    def column(self, name: str) -> ImportColumn:
+        return next(c for c in self.columns if c.field == name)
+
+    def error(self, row: int, field_name: str, message) -> RowError:
+        col = self.column(field_name)
+        return RowError(row, field_name, str(col.label), str(message))
+
+    # the template
+    def template(self) -> bytes:
+        wb = Workbook()
+        ws = wb.active
+        ws.title = str(T("导入数据", "Data"))
+        ws.append([c.header for c in self.columns])
+        ws.append([c.example for c in self.columns])
+        for cell, col in zip(ws[1], self.columns, strict=True):
+            cell.font = Font(bold=True, color="C00000" if col.required else "000000")
+        for cell, col in zip(ws[2], self.columns, strict=True):
+            if isinstance(col.example, dt.date):
+                cell.number_format = "yyyy-mm-dd"
+            elif isinstance(col.example, str):
+                cell.number_format = "@"
+        for i, col in enumerate(self.columns):
+            ws.column_dimensions[ws.cell(1, i + 1).column_letter].width = max(10, len(col.header) * 2 + 4)
+        notes = wb.create_sheet(str(T("填写说明", "Notes")))
+        notes.append([str(T("列名", "Column")), str(T("必填", "Required")), str(T("说明", "Notes"))])
+        for cell in notes[1]:
+            cell.font = Font(bold=True)
+        for col in self.columns:
+            notes.append([col.header, str(T("是", "yes")) if col.required else "", str(col.hint or "")])
+        notes.column_dimensions["A"].width = 14
+        notes.column_dimensions["C"].width = 80
+        buf = io.BytesIO()
+        wb.save(buf)
+        return buf.getvalue()
+
+    # reading
+    def read(self, data: bytes) -> tuple[list[tuple[int, dict]], list[RowError]]:
+        """Every non-blank row as (row number, {field: parsed value}); cell errors collected."""
+        try:
+            wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except Exception:
+            return [], [RowError(0, "file", "", str(MSG_NOT_XLSX))]
+        try:
+            ws = wb.worksheets[0]
+            rows_iter = ws.iter_rows(values_only=True)
+            header = next(rows_iter, None)
+            by_header = {}
+            for col in self.columns:
+                for name in (col.header, *col.aliases):
+                    by_header[name] = col
+            positions: list[tuple[int, ImportColumn]] = []
+            seen: dict[str, int] = {}
+            errors: list[RowError] = []
+            for i, value in enumerate(header or ()):
+                col = by_header.get(normalise_header(value))
+                if col is None:
+                    continue  # columns the import does not know are left alone
+                if col.field in seen:
+                    errors.append(
+                        RowError(0, col.field, str(col.label), str(T("列名重复", "The column appears twice")))
+                    )
+                    continue
+                seen[col.field] = i
+                positions.append((i, col))
+            for col in self.columns:
+                if col.required and col.field not in seen:
+                    errors.append(
+                        RowError(0, col.field, str(col.label), str(T("缺少此列（见模板）", "Missing column (see the template)")))
+                    )
+            if errors:
+                return [], errors
+            missing = [c for c in self.columns if c.field not in seen]
+            rows: list[tuple[int, dict]] = []
+            for n, values in enumerate(rows_iter, start=2):
+                if values is None or all(v is None or (isinstance(v, str) and not v.strip()) for v in values):
+                    continue
+                if len(rows) >= MAX_IMPORT_ROWS:
+                    return [], [RowError(0, "file", "", str(_too_many_rows()))]
+                record: dict[str, Any] = {}
+                for i, col in positions:
+                    value = values[i] if i < len(values) else None
+                    if isinstance(value, str):
+                        value = value.strip()
+                    if value is None or value == "":
+                        if col.required:
+                            errors.append(RowError(n, col.field, str(col.label), str(MSG_REQUIRED)))
+                        record[col.field] = col.default
+                        continue
+                    try:
+                        record[col.field] = col.parse(value)
+                    except ValueError as e:
+                        errors.append(RowError(n, col.field, str(col.label), str(e)))
+                        record[col.field] = _INVALID
+                for col in missing:
+                    record[col.field] = col.default
+                rows.append((n, record))
+            return rows, errors
+        finally:
+            wb.close()
+
+    # the whole run
+    def run(self, session, data: bytes, estate_id: int | None, user_id: int, dry_run: bool) -> ImportResult:
+        started = time.perf_counter()
+        result = ImportResult(dry_run=dry_run)
+        rows, errors = self.read(data)
+        result.rows = len(rows)
+        if not rows and not errors:
+            errors = [RowError(0, "file", "", str(MSG_NO_ROWS))]
+        try:
+            if not errors or all(e.row for e in errors):
+                if not dry_run and not errors:
+                    self.lock(session, estate_id)
+                plan, more = self.check(session, estate_id, rows)
+                errors += more
+                if not errors and not dry_run:
+                    result.counts = self.write(session, estate_id, plan, user_id)
+                    session.commit()
+                elif not errors:
+                    result.counts = self.preview(plan)
+            if errors or dry_run:
+                session.rollback()
+        except IntegrityError:
+            session.rollback()
+            errors.append(RowError(0, "file", "", str(MSG_RACE)))
+            result.counts = {}
+        except Exception:
+            session.rollback()
+            raise
+        errors.sort(key=lambda e: (e.row, [c.field for c in self.columns].index(e.field) if e.field in self._fields() else -1))
+        result.errors = errors
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _fields(self) -> set[str]:
+        return {c.field for c in self.columns}
+
+    def lock(self, session, estate_id) -> None:
+        """Serialise writers of one scope (two imports into one estate at once)."""
+
+    def check(self, session, estate_id, rows) -> tuple[Any, list[RowError]]:
+        raise NotImplementedError
+
+    def preview(self, plan) -> dict[str, int]:
+        return {}
+
+    def write(self, session, estate_id, plan, user_id: int) -> dict[str, int]:
+        raise NotImplementedError
+
+
+class _Invalid:
+    """A cell that failed its parser: its error is reported already; rules skip it."""
+
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+_INVALID = _Invalid()
+
+
+def _stamp(user_id: int) -> dict:
+    now = utcnow()
+    return {"version": 1, "created_at": now, "changed_at": now, "created_by_id": user_id, "changed_by_id": user_id}
+
+
+def insert_rows(session, model, rows: list[dict], user_id: int) -> list[int]:
+    """Core INSERT executemany in batches, returning the new ids in row order, and one ChangeLog
+    row per inserted row (as the ORM path writes them)."""
+    if not rows:
+        return []
+    table = model.__table__
+    stamp = _stamp(user_id)
+    conn = session.connection()
+    ids: list[int] = []
+    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    for i in range(0, len(rows), INSERT_BATCH):
+        batch = [{**stamp, **r} for r in rows[i : i + INSERT_BATCH]]
+        ids += [r[0] for r in conn.execute(stmt, batch).all()]
+    log_rows = [
+        {
+            "table_name": table.name,
+            "row_id": row_id,
+            "action": "insert",
+            "changed_at": stamp["changed_at"],
+            "user_id": user_id,
+            "changes": {k: [None, _plain(v)] for k, v in row.items() if v is not None},
+        }
+        for row_id, row in zip(ids, rows, strict=True)
+    ]
+    for i in range(0, len(log_rows), INSERT_BATCH):
+        conn.execute(insert(ChangeLog.__table__), log_rows[i : i + INSERT_BATCH])
+    return ids
+
+
+def _chunks(seq: list, n: int = 5000):
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+EXAMPLE_ID = "11010519491231002"
+EXAMPLE_ID += id_check_digit(EXAMPLE_ID)
+UNIT_FIELDS = ("building", "floor", "gross_area", "use", "status", "handover_date")
+OWNER_FIELDS = ("owner_name", "owner_kind", "owner_phone", "owner_id_number", "share")
+
+
+@dataclass
+class UnitPlan:
+    new_buildings: list[str] = field(default_factory=list)
+    buildings: dict[str, int] = field(default_factory=dict)  # code -> id (existing)
+    units: list[dict] = field(default_factory=list)
+    new_owners: dict[tuple, dict] = field(default_factory=dict)  # key -> owner row
+    matched_owners: dict[tuple, int] = field(default_factory=dict)  # key -> existing id
+    ownerships: list[tuple[int, tuple, Decimal]] = field(default_factory=list)  # unit index, owner key, share
+
+
+class UnitOwnerImport(ImportSpec):
+    """Units of one estate with their owners: buildings found by code (created when missing),
+    owners matched by ID number, or by name and phone without one, so an owner of several units
+    is one owner with several ownerships. Several rows of one unit with different owners are its
+    co-owners (the unit's columns must agree, the shares add up to at most 100)."""
+
+    name = "unit"
+    label = T("房屋及业主", "Units and owners")
+    columns = (
+        ImportColumn("楼栋", "building", "Building", text(16), True, ("楼栋号", "楼号", "栋号"), example="1",
+                     hint=T("楼栋号，如 1；小区里没有的楼栋会自动建立", "Building number, e.g. 1; missing buildings are created")),
+        ImportColumn("房号", "code", "Unit code", text(32), True, ("房屋编号", "房间号"), example="1-1-101",
+                     hint=T("小区内唯一，如 3-2-1501（楼栋-单元-房号）", "Unique in the estate, e.g. 3-2-1501")),
+        ImportColumn("楼层", "floor", "Floor", integer(-20, 300), example=1, hint=T("整数，地下层用负数", "A whole number; basements are negative")),
+        ImportColumn("建筑面积", "gross_area", "Gross area", positive_decimal(2, Decimal("99999999")), True,
+                     ("面积", "建筑面积㎡"), example=Decimal("89.50"), hint=T("平方米，大于 0，最多两位小数", "Square metres, above 0, 2 decimals at most")),
+        ImportColumn("用途", "use", "Use", choice(UNIT_USES), default="residential", example="住宅",
+                     hint=T("、".join(v.zh for v in UNIT_USES.values()) + "（不填为住宅）", ", ".join(v.en for v in UNIT_USES.values()))),
+        ImportColumn("状态", "status", "Status", choice(UNIT_STATUSES), aliases=("房屋状态",), default="vacant", example="自住",
+                     hint=T("、".join(v.zh for v in UNIT_STATUSES.values()) + "（不填为空置）", ", ".join(v.en for v in UNIT_STATUSES.values()))),
+        ImportColumn("交房日期", "handover_date", "Handover date", date, example=dt.date(2019, 6, 30),
+                     hint=T("如 2019-06-30", "e.g. 2019-06-30")),
+        ImportColumn("业主姓名", "owner_name", "Owner", text(64), aliases=("业主", "姓名", "业主名称"), example="张三",
+                     hint=T("不填则只导入房屋；同一身份证号（无证件号时同名同电话）视为同一业主", "Blank: the unit only; one ID number (or name and phone) is one owner")),
+        ImportColumn("业主类型", "owner_kind", "Owner kind", choice(OWNER_KINDS), default="person", example="个人",
+                     hint=T("个人、单位（不填为个人）", "Person or company (default person)")),
+        ImportColumn("联系电话", "owner_phone", "Phone", phone, aliases=("业主手机", "业主电话", "手机", "手机号", "电话"),
+                     example="13812345678", hint=T("有业主时必填；手机或带区号的固话", "Required with an owner; a mobile or a landline with its area code")),
+        ImportColumn("身份证号", "owner_id_number", "ID number", text(18), aliases=("证件号", "证件号码", "身份证号码"),
+                     example=EXAMPLE_ID, hint=T("18 位；请把单元格设为文本，以免末几位丢失", "18 characters; format the cells as text")),
+        ImportColumn("产权份额", "share", "Share", positive_decimal(2, Decimal("100")), aliases=("份额",), example=Decimal("100"),
+                     hint=T("百分比，0 到 100，不填为 100", "Per cent, above 0 and at most 100; default 100")),
+    )  # fmt: skip
+
+    def lock(self, session, estate_id) -> None:
+        session.execute(select(Estate.id).where(Estate.id == estate_id).with_for_update())
+
+    def check(self, session, estate_id, rows) -> tuple[UnitPlan, list[RowError]]:
+        errors: list[RowError] = []
+        plan = UnitPlan()
+        err = self.error
+        # row rules: an owner needs a name and a phone; a person's ID number must be valid
+        for n, r in rows:
+            has_owner = any(r.get(f) not in (None, _INVALID) for f in ("owner_name", "owner_phone", "owner_id_number"))
+            r["_owner"] = has_owner
+            if not has_owner:
+                continue
+            if r["owner_name"] is None:
+                errors.append(err(n, "owner_name", MSG_REQUIRED))
+            if r["owner_phone"] is None:
+                errors.append(err(n, "owner_phone", MSG_REQUIRED))
+            if r["owner_id_number"] not in (None, _INVALID) and r["owner_kind"] != "company":
+                try:
+                    r["owner_id_number"] = check_id_number(r["owner_id_number"])
+                except ValueError as e:
+                    errors.append(err(n, "owner_id_number", e))
+                    r["owner_id_number"] = _INVALID
+            elif isinstance(r["owner_id_number"], str):
+                r["owner_id_number"] = r["owner_id_number"].upper()
+        bad_rows = {e.row for e in errors}
+
+        # the database: buildings, unit codes and owners already there
+        plan.buildings = dict(
+            session.execute(select(Building.code, Building.id).where(Building.estate_id == estate_id)).all()
+        )
+        codes = {r["code"] for _, r in rows if isinstance(r.get("code"), str)}
+        taken: set[str] = set()
+        for chunk in _chunks(sorted(codes)):
+            taken.update(
+                session.execute(select(Unit.code).where(Unit.estate_id == estate_id, Unit.code.in_(chunk))).scalars()
+            )
+        id_numbers = sorted({r["owner_id_number"] for _, r in rows if isinstance(r.get("owner_id_number"), str)})
+        by_id: dict[str, tuple[int, str]] = {}
+        for chunk in _chunks(id_numbers):
+            for oid, idn, name in session.execute(
+                select(Owner.id, Owner.id_number, Owner.name).where(Owner.id_number.in_(chunk))
+            ):
+                by_id[idn] = (oid, name)
+        pairs = sorted(
+            {
+                (r["owner_name"], r["owner_phone"])
+                for _, r in rows
+                if r["_owner"] and r["owner_id_number"] is None
+                and isinstance(r["owner_name"], str) and isinstance(r["owner_phone"], str)
+            }
+        )
+        by_pair: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(pairs, 2000):
+            for oid, name, ph in session.execute(
+                select(Owner.id, Owner.name, Owner.phone)
+                .where(tuple_(Owner.name, Owner.phone).in_(chunk))
+                .order_by(Owner.id.desc())
+            ):
+                by_pair[(name, ph)] = oid  # the oldest owner wins
+
+        # the file against itself and the database
+        first_row_of_unit: dict[str, tuple[int, dict]] = {}
+        unit_index: dict[str, int] = {}
+        owners_of_unit: dict[str, dict[tuple, int]] = {}
+        share_of_unit: dict[str, Decimal] = {}
+        name_of_id: dict[str, tuple[int, str]] = {}
+        new_buildings: dict[str, None] = {}
+        for n, r in rows:
+            code = r.get("code")
+            if not isinstance(code, str):
+                continue
+            if code in taken:
+                errors.append(err(n, "code", T("该小区已有此房号", "This unit code already exists in the estate")))
+                continue
+            owner_key = None
+            if r["_owner"] and isinstance(r["owner_name"], str):
+                idn = r["owner_id_number"]
+                if isinstance(idn, str):
+                    owner_key = ("id", idn)
+                    if idn in name_of_id and name_of_id[idn][1] != r["owner_name"]:
+                        first = name_of_id[idn][0]
+                        errors.append(
+                            err(n, "owner_id_number", T(f"与第 {first} 行身份证号相同但姓名不同", f"Same ID number as row {first} with another name"))
+                        )
+                        owner_key = None
+                    elif idn in by_id and by_id[idn][1] != r["owner_name"]:
+                        errors.append(
+                            err(n, "owner_id_number", T("系统中已有此身份证号的业主，但姓名不同", "An owner with this ID number but another name exists"))
+                        )
+                        owner_key = None
+                    else:
+                        name_of_id.setdefault(idn, (n, r["owner_name"]))
+                elif idn is None and isinstance(r["owner_phone"], str):
+                    owner_key = ("np", r["owner_name"], r["owner_phone"])
+            if code in first_row_of_unit:
+                first, fr = first_row_of_unit[code]
+                same_unit = all(fr.get(f) == r.get(f) for f in UNIT_FIELDS)
+                if not (same_unit and r["_owner"] and fr["_owner"]):
+                    errors.append(err(n, "code", T(f"与第 {first} 行房号重复", f"Same unit code as row {first}")))
+                    continue
+                if owner_key is not None and owner_key in owners_of_unit[code]:
+                    again = owners_of_unit[code][owner_key]
+                    errors.append(err(n, "code", T(f"与第 {again} 行重复（同一房屋同一业主）", f"Repeats row {again} (same unit, same owner)")))
+                    continue
+            else:
+                first_row_of_unit[code] = (n, r)
+                owners_of_unit[code] = {}
+            share = r["share"]
+            if isinstance(share, Decimal) and r["_owner"]:
+                total = share_of_unit.get(code, Decimal(0)) + share
+                share_of_unit[code] = total
+                if total > 100:
+                    errors.append(err(n, "share", T(f"该房屋的产权份额合计 {total}，超过 100", f"The unit's shares add up to {total}, above 100")))
+            if n in bad_rows or (owner_key is None and r["_owner"]):
+                continue
+            if any(v is _INVALID for v in r.values()):
+                continue
+            # a good row: plan it
+            if code not in unit_index:
+                if r["building"] not in plan.buildings:
+                    new_buildings.setdefault(r["building"], None)
+                unit_index[code] = len(plan.units)
+                plan.units.append(
+                    {
+                        "estate_id": estate_id,
+                        "building": r["building"],
+                        "code": code,
+                        "floor": r["floor"],
+                        "gross_area": r["gross_area"],
+                        "use": r["use"],
+                        "status": r["status"],
+                        "handover_date": r["handover_date"],
+                    }
+                )
+            if owner_key is None:
+                continue
+            owners_of_unit[code][owner_key] = n
+            if owner_key[0] == "id" and owner_key[1] in by_id:
+                plan.matched_owners[owner_key] = by_id[owner_key[1]][0]
+            elif owner_key[0] == "np" and owner_key[1:] in by_pair:
+                plan.matched_owners[owner_key] = by_pair[owner_key[1:]]
+            elif owner_key not in plan.new_owners:
+                plan.new_owners[owner_key] = {
+                    "name": r["owner_name"],
+                    "kind": r["owner_kind"],
+                    "id_number": r["owner_id_number"],
+                    "phone": r["owner_phone"],
+                }
+            plan.ownerships.append((unit_index[code], owner_key, share if share is not None else Decimal("100")))
+        plan.new_buildings = list(new_buildings)
+        return plan, errors
+
+    def preview(self, plan: UnitPlan) -> dict[str, int]:
+        return {
+            "building": len(plan.new_buildings),
+            "unit": len(plan.units),
+            "owner": len(plan.new_owners),
+            "owner_matched": len(plan.matched_owners),
+            "ownership": len(plan.ownerships),
+        }
+
+    def write(self, session, estate_id, plan: UnitPlan, user_id: int) -> dict[str, int]:
+        building_ids = dict(plan.buildings)
+        new_ids = insert_rows(
+            session, Building, [{"estate_id": estate_id, "code": c} for c in plan.new_buildings], user_id
+        )
+        building_ids.update(zip(plan.new_buildings, new_ids, strict=True))
+        unit_rows = []
+        for u in plan.units:
+            row = {k: v for k, v in u.items() if k != "building"}
+            row["building_id"] = building_ids[u["building"]]
+            unit_rows.append(row)
+        unit_ids = insert_rows(session, Unit, unit_rows, user_id)
+        keys = list(plan.new_owners)
+        owner_ids = dict(plan.matched_owners)
+        owner_ids.update(zip(keys, insert_rows(session, Owner, [plan.new_owners[k] for k in keys], user_id), strict=True))
+        insert_rows(
+            session,
+            Ownership,
+            [{"unit_id": unit_ids[i], "owner_id": owner_ids[k], "share": share} for i, k, share in plan.ownerships],
+            user_id,
+        )
+        return self.preview(plan)
+
+
+UNIT_IMPORT = UnitOwnerImport()
+
+
+# --- the import screens ------------------------------------------------------------------------
+def _wants_json() -> bool:
+    return request.args.get("format") == "json" or request.accept_mimetypes.best == "application/json"
+
+
+class ImportMixin:
+    """``import_xlsx`` and ``import_template`` on a generic screen (views/base.py) whose resource
+    has an ``importer``. Permissions: write and read on the resource (``VIEW_PERMISSIONS``)."""
+
+    def write(self):
+        """Not a route. desk/list.html asks ``"can_write" | is_item_visible(view)``, and FAB resolves
+        that through a method named ``write``; this marker answers it with the write permission."""
+        abort(404)
+
+    write._permission_name = "write"
+
+    def _importer(self) -> ImportSpec:
+        spec = getattr(self.resource, "importer", None)
+        if spec is None:
+            abort(404)
+        return spec
+
+    def _import_answer(self, spec, estates, status: int, result: ImportResult | None = None, form=None):
+        if _wants_json():
+            body = result.as_dict() if result else {"ok": False, "errors": []}
+            return make_response(jsonify(body), status)
+        return make_response(
+            self.render_template(
+                "desk/import.html",
+                title=spec.label,
+                spec=spec,
+                estates=estates,
+                result=result,
+                form=form or {},
+                shown_errors=SHOWN_ERRORS,
+                desk_view=type(self).__name__,
+            ),
+            status,
+        )
+
+    @expose("/import/", methods=["GET", "POST"])
+    @has_access
+    def import_xlsx(self):
+        from app.extensions import db
+
+        spec = self._importer()
+        estates = db.session.execute(select(Estate.id, Estate.code, Estate.name).order_by(Estate.code)).all()
+        if request.method == "GET":
+            return self._import_answer(spec, estates, 200, form={"dry_run": True})
+        dry_run = request.form.get("dry_run") in ("y", "on", "1", "true")
+        form = {"dry_run": dry_run, "estate_id": request.form.get("estate_id", "")}
+        result = ImportResult(dry_run=dry_run)
+        estate_id = None
+        if spec.needs_estate:
+            try:
+                estate_id = int(form["estate_id"])
+            except ValueError:
+                estate_id = None
+            if estate_id is None or db.session.get(Estate, estate_id) is None:
+                result.errors.append(RowError(0, "estate", str(T("小区", "Estate")), str(MSG_ESTATE)))
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            result.errors.append(RowError(0, "file", "", str(MSG_NO_FILE)))
+        if result.errors:
+            return self._import_answer(spec, estates, 422, result, form)
+        data = upload.stream.read(MAX_IMPORT_BYTES + 1)
+        if len(data) > MAX_IMPORT_BYTES:
+            result.errors.append(RowError(0, "file", "", str(MSG_TOO_BIG)))
+            return self._import_answer(spec, estates, 422, result, form)
+        result = spec.run(db.session, data, estate_id, g.user.id, dry_run)
+        return self._import_answer(spec, estates, 200 if result.ok else 422, result, form)
+
+    @expose("/import/template.xlsx")
+    @has_access
+    def import_template(self):
+        spec = self._importer()
+        return send_file(
+            io.BytesIO(spec.template()),
+            mimetype=XLSX_MIME,
+            as_attachment=True,
+            download_name=f"{spec.name}-import-template.xlsx",
+        )
