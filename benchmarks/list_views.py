@@ -158,23 +158,43 @@ class StatementCounter:
         self.statements = []
 
 
-def measure(client, counter, url, headers, warmup, repeat):
-    times = []
-    statements = None
-    for i in range(warmup + repeat):
+class Series:
+    def __init__(self, url):
+        self.url = url
+        self.times: list[float] = []
+        self.statements = 0
+        self.sql: list[str] = []
+        self.resp = None
+
+    def run(self, client, counter, headers, keep: bool) -> None:
         counter.reset()
         t0 = time.perf_counter()
-        resp = client.get(url, headers=headers)
+        resp = client.get(self.url, headers=headers)
         elapsed = (time.perf_counter() - t0) * 1000
         if resp.status_code != 200:
-            raise SystemExit(f"{url}: HTTP {resp.status_code}: {resp.get_data(as_text=True)[:400]}")
-        if i >= warmup:
-            times.append(elapsed)
-            statements = counter.n if statements is None else max(statements, counter.n)
-    times.sort()
-    p50 = statistics.median(times)
-    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-    return p50, p95, statements, resp
+            raise SystemExit(f"{self.url}: HTTP {resp.status_code}: {resp.get_data(as_text=True)[:400]}")
+        if keep:
+            self.times.append(elapsed)
+            self.statements = max(self.statements, counter.n)
+            self.sql = list(counter.statements)
+            self.resp = resp
+
+    def p50(self) -> float:
+        return statistics.median(self.times)
+
+    def p95(self) -> float:
+        times = sorted(self.times)
+        return times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+
+
+def measure(client, counter, ours_url, stock_url, headers, warmup, repeat):
+    """Ours and stock alternate request by request, so a change in the machine's load (it is
+    shared) falls on both alike."""
+    ours, stock = Series(ours_url), Series(stock_url)
+    for i in range(warmup + repeat):
+        ours.run(client, counter, headers, keep=i >= warmup)
+        stock.run(client, counter, headers, keep=i >= warmup)
+    return ours, stock
 
 
 def api_url(resource: str, page: int, size: int, filters: str | None = None) -> str:
@@ -298,16 +318,14 @@ def main(argv=None) -> int:
     print("-" * len(head))
     for label, ours_url, stock_url, kind in cases(args.units, stock):
         client, hdrs = (api_client, headers) if kind == "api" else (web_client, {})
-        o50, o95, on, oresp = measure(client, counter, ours_url, hdrs, args.warmup, args.repeat)
+        ours, stock_ = measure(client, counter, ours_url, stock_url, hdrs, args.warmup, args.repeat)
         if args.show_sql:
-            print(f"  -- {label} (ours):")
-            for s in counter.statements:
-                print("     " + " ".join(s.split())[:300])
-        s50, s95, sn, sresp = measure(client, counter, stock_url, hdrs, args.warmup, args.repeat)
-        if args.show_sql:
-            print(f"  -- {label} (stock):")
-            for s in counter.statements:
-                print("     " + " ".join(s.split())[:300])
+            for who, series in (("ours", ours), ("stock", stock_)):
+                print(f"  -- {label} ({who}):")
+                for st in series.sql:
+                    print("     " + " ".join(st.split())[:300])
+        o50, o95, on, oresp = ours.p50(), ours.p95(), ours.statements, ours.resp
+        s50, s95, sn, sresp = stock_.p50(), stock_.p95(), stock_.statements, stock_.resp
         extra = ""
         if kind == "api":
             ours_ids, stock_ids = oresp.json["ids"], sresp.json["ids"]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from app.i18n import T
 from models.base import AuditedModel, BigId
 from models.errors import FieldErrors
-from models.validators import check_id_number, check_phone, check_plate
+from models.validators import check_id_number, check_phone, check_plate, check_positive_decimal
 
 UNIT_USES = {
     "residential": T("住宅", "Residential"),
@@ -150,8 +150,12 @@ class Unit(AuditedModel):
                 self.estate_id = building.estate_id
         if self.gross_area is None:
             errors["gross_area"] = [str(MSG_REQUIRED)]
-        elif Decimal(self.gross_area) <= 0:
-            errors["gross_area"] = [str(T("建筑面积必须大于 0", "Gross area must be greater than 0"))]
+        else:
+            try:
+                # Exact to the square centimetre the deeds give: never rounded silently.
+                self.gross_area = check_positive_decimal(self.gross_area, places=2)
+            except ValueError as e:
+                errors["gross_area"] = [str(e)]
         if self.use not in UNIT_USES:
             errors["use"] = [str(T("用途无效", "Invalid use"))]
         if self.status not in UNIT_STATUSES:

@@ -13,8 +13,9 @@ Behaviour added to FAB's ``ModelView`` / ``ModelRestApi``, once, for every resou
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 
-from flask import abort, current_app, flash, g, jsonify, make_response, request
+from flask import abort, current_app, flash, g, make_response, request
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import rison
 from flask_appbuilder.baseviews import expose
@@ -345,9 +346,28 @@ class DeskModelRestApi(ModelRestApi):
     def _field_errors(errors: dict) -> dict:
         return {k: v for k, v in errors.items()}
 
+    def _numeric_errors(self, payload: dict) -> dict:
+        """Money and areas are exact: more decimals than the column keeps is an error, not a
+        silent rounding (marshmallow would quantize before any validator sees the value)."""
+        errors = {}
+        for col in self.resource.model.__table__.columns:
+            scale = getattr(col.type, "scale", None)
+            if col.key not in payload or scale is None or payload[col.key] is None:
+                continue
+            try:
+                exponent = Decimal(str(payload[col.key])).as_tuple().exponent
+            except (InvalidOperation, ValueError):
+                continue  # not a number: the schema says so
+            if isinstance(exponent, int) and exponent < -scale:
+                errors[col.key] = [str(T(f"最多 {scale} 位小数", f"At most {scale} decimal places"))]
+        return errors
+
     def post_headless(self):
         if not request.is_json or not isinstance(request.json, dict):
             return self.response_400(message="Request is not JSON")
+        numeric = self._numeric_errors(request.json)
+        if numeric:
+            return self.response_422(message=numeric)
         try:
             item = self.add_model_schema.load(request.json)
         except ValidationError as err:
@@ -373,6 +393,9 @@ class DeskModelRestApi(ModelRestApi):
             return self.response_404()
         payload = dict(request.json)
         read_version = payload.pop("version", None)
+        numeric = self._numeric_errors(payload)
+        if numeric:
+            return self.response_422(message=numeric)
         if hasattr(item, "version"):
             if read_version is None:
                 return self.response_422(message={"version": [str(MSG_VERSION_REQUIRED)]})

@@ -56,6 +56,14 @@ class DeskInterface(SQLAInterface):
     # Offsets below this are served by the plain query; above it by the deferred join.
     DEFERRED_JOIN_OFFSET = 200
 
+    def get_related_interface(self, col_name: str):
+        # FAB builds a new interface (a walk over the mapper) for every option of a relation's
+        # dropdown, hundreds per page; one per relation is enough (it holds no per-request state).
+        cache = self.__dict__.setdefault("_desk_related", {})
+        if col_name not in cache:
+            cache[col_name] = super().get_related_interface(col_name)
+        return cache[col_name]
+
     # --- counting ------------------------------------------------------------------------
     def query_count(self, query, filters=None, select_columns=None) -> int:
         limit = current_app.config.get("LIST_EXACT_COUNT_LIMIT", 10000)

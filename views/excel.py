@@ -28,7 +28,9 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import any_, bindparam, insert, select
+from sqlalchemy import text as text_sql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from app.i18n import T
@@ -277,6 +279,7 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # read / check / write, in seconds
 
     @property
     def ok(self) -> bool:
@@ -290,6 +293,7 @@ class ImportResult:
             "errors": [e.as_dict() for e in self.errors],
             "counts": self.counts,
             "seconds": round(self.seconds, 3),
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
         }
 
 
@@ -414,6 +418,7 @@ class ImportSpec:
         started = time.perf_counter()
         result = ImportResult(dry_run=dry_run)
         rows, errors = self.read(data)
+        result.phases["read"] = time.perf_counter() - started
         result.rows = len(rows)
         if not rows and not errors:
             errors = [RowError(0, "file", "", str(MSG_NO_ROWS))]
@@ -421,11 +426,15 @@ class ImportSpec:
             if not errors or all(e.row for e in errors):
                 if not dry_run and not errors:
                     self.lock(session, estate_id)
+                mark = time.perf_counter()
                 plan, more = self.check(session, estate_id, rows)
                 errors += more
+                result.phases["check"] = time.perf_counter() - mark
                 if not errors and not dry_run:
+                    mark = time.perf_counter()
                     result.counts = self.write(session, estate_id, plan, user_id)
                     session.commit()
+                    result.phases["write"] = time.perf_counter() - mark
                 elif not errors:
                     result.counts = self.preview(plan)
             if errors or dry_run:
@@ -473,6 +482,19 @@ def _stamp(user_id: int) -> dict:
     return {"version": 1, "created_at": now, "changed_at": now, "created_by_id": user_id, "changed_by_id": user_id}
 
 
+def _new_ids(conn, table, n: int) -> list[int] | None:
+    """n ids drawn from the table's sequence in one query (PostgreSQL), so the rows can go in by a
+    plain executemany (psycopg pipelines it) instead of multi-row INSERT ... RETURNING statements."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return list(
+        conn.execute(
+            text_sql("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": n},
+        ).scalars()
+    )
+
+
 def insert_rows(session, model, rows: list[dict], user_id: int) -> list[int]:
     """Core INSERT executemany in batches, returning the new ids in row order, and one ChangeLog
     row per inserted row (as the ORM path writes them)."""
@@ -481,11 +503,17 @@ def insert_rows(session, model, rows: list[dict], user_id: int) -> list[int]:
     table = model.__table__
     stamp = _stamp(user_id)
     conn = session.connection()
-    ids: list[int] = []
-    stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    for i in range(0, len(rows), INSERT_BATCH):
-        batch = [{**stamp, **r} for r in rows[i : i + INSERT_BATCH]]
-        ids += [r[0] for r in conn.execute(stmt, batch).all()]
+    ids = _new_ids(conn, table, len(rows))
+    if ids is not None:
+        for i in range(0, len(rows), INSERT_BATCH):
+            batch = [{**stamp, **r, "id": ids[i + k]} for k, r in enumerate(rows[i : i + INSERT_BATCH])]
+            conn.execute(insert(table), batch)
+    else:
+        ids = []
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        for i in range(0, len(rows), INSERT_BATCH):
+            batch = [{**stamp, **r} for r in rows[i : i + INSERT_BATCH]]
+            ids += [r[0] for r in conn.execute(stmt, batch).all()]
     log_rows = [
         {
             "table_name": table.name,
@@ -500,6 +528,14 @@ def insert_rows(session, model, rows: list[dict], user_id: int) -> list[int]:
     for i in range(0, len(log_rows), INSERT_BATCH):
         conn.execute(insert(ChangeLog.__table__), log_rows[i : i + INSERT_BATCH])
     return ids
+
+
+def values_in(session, column, values: list):
+    """``column IN values`` as one array parameter on PostgreSQL (``= ANY(:values)``): a statement
+    with thousands of placeholders costs more to build and parse than the lookup itself."""
+    if session.get_bind().dialect.name == "postgresql":
+        return [column == any_(bindparam(None, values, type_=ARRAY(column.type)))]
+    return [column.in_(chunk) for chunk in _chunks(values)]
 
 
 def _chunks(seq: list, n: int = 5000):
@@ -588,35 +624,30 @@ class UnitOwnerImport(ImportSpec):
         plan.buildings = dict(
             session.execute(select(Building.code, Building.id).where(Building.estate_id == estate_id)).all()
         )
-        codes = {r["code"] for _, r in rows if isinstance(r.get("code"), str)}
+        codes = sorted({r["code"] for _, r in rows if isinstance(r.get("code"), str)})
         taken: set[str] = set()
-        for chunk in _chunks(sorted(codes)):
-            taken.update(
-                session.execute(select(Unit.code).where(Unit.estate_id == estate_id, Unit.code.in_(chunk))).scalars()
-            )
+        for cond in values_in(session, Unit.code, codes) if codes else ():
+            taken.update(session.execute(select(Unit.code).where(Unit.estate_id == estate_id, cond)).scalars())
         id_numbers = sorted({r["owner_id_number"] for _, r in rows if isinstance(r.get("owner_id_number"), str)})
         by_id: dict[str, tuple[int, str]] = {}
-        for chunk in _chunks(id_numbers):
-            for oid, idn, name in session.execute(
-                select(Owner.id, Owner.id_number, Owner.name).where(Owner.id_number.in_(chunk))
-            ):
+        for cond in values_in(session, Owner.id_number, id_numbers) if id_numbers else ():
+            for oid, idn, name in session.execute(select(Owner.id, Owner.id_number, Owner.name).where(cond)):
                 by_id[idn] = (oid, name)
-        pairs = sorted(
-            {
-                (r["owner_name"], r["owner_phone"])
-                for _, r in rows
-                if r["_owner"] and r["owner_id_number"] is None
-                and isinstance(r["owner_name"], str) and isinstance(r["owner_phone"], str)
-            }
-        )
+        pairs = {
+            (r["owner_name"], r["owner_phone"])
+            for _, r in rows
+            if r["_owner"] and r["owner_id_number"] is None
+            and isinstance(r["owner_name"], str) and isinstance(r["owner_phone"], str)
+        }  # fmt: skip
         by_pair: dict[tuple[str, str], int] = {}
-        for chunk in _chunks(pairs, 2000):
+        # Owners with one of the names (few rows per name), then kept by the exact name and phone.
+        names = sorted({n for n, _ in pairs})
+        for cond in values_in(session, Owner.name, names) if names else ():
             for oid, name, ph in session.execute(
-                select(Owner.id, Owner.name, Owner.phone)
-                .where(tuple_(Owner.name, Owner.phone).in_(chunk))
-                .order_by(Owner.id.desc())
+                select(Owner.id, Owner.name, Owner.phone).where(cond).order_by(Owner.id.desc())
             ):
-                by_pair[(name, ph)] = oid  # the oldest owner wins
+                if (name, ph) in pairs:
+                    by_pair[(name, ph)] = oid  # the oldest owner wins
 
         # the file against itself and the database
         first_row_of_unit: dict[str, tuple[int, dict]] = {}
