@@ -88,12 +88,32 @@ CELERY_BROKER_URL = env("BROKER_URL", f"sqla+sqlite:///{INSTANCE_DIR / 'broker.d
 CELERY_RESULT_BACKEND = env("RESULT_BACKEND", f"db+sqlite:///{INSTANCE_DIR / 'results.db'}")
 CELERY_TASK_ALWAYS_EAGER = env("CELERY_EAGER", False)
 # Periodic jobs: name -> task and schedule in seconds. `flask desk run-job NAME` runs one now.
+ESCALATION_SWEEP_SECONDS = env("ESCALATION_SWEEP_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "residents.close_moved_out": {
         "task": "jobs.archives.close_moved_out_residents",
         "schedule": 3600.0,
     },
+    # At most every 60 s (DESIGN: a late reply is escalated within a minute of its deadline).
+    "desk.escalation_sweep": {
+        "task": "jobs.escalation.sweep",
+        "schedule": float(ESCALATION_SWEEP_SECONDS),
+    },
+    "desk.redeliver_notifications": {
+        "task": "jobs.notify.redeliver",
+        "schedule": 60.0,
+    },
 }
+
+# --- service desk ---------------------------------------------------------------------------
+CALLBACK_DELAY_MINUTES = env("CALLBACK_DELAY_MINUTES", 24 * 60)
+CALLBACK_MAX_TRIES = env("CALLBACK_MAX_TRIES", 3)
+CALLBACK_UNSATISFIED_AT_MOST = env("CALLBACK_UNSATISFIED_AT_MOST", 2)
+CALLBACK_SECOND_LEVEL_MINUTES = env("CALLBACK_SECOND_LEVEL_MINUTES", 240)
+NOTIFY_LEASE_SECONDS = env("NOTIFY_LEASE_SECONDS", 120)
+NOTIFY_REDELIVER_AFTER_SECONDS = env("NOTIFY_REDELIVER_AFTER_SECONDS", 60)
+NOTIFY_MAX_ATTEMPTS = env("NOTIFY_MAX_ATTEMPTS", 20)
+WEBHOOK_TIMEOUT_SECONDS = env("WEBHOOK_TIMEOUT_SECONDS", 5)
 
 # --- lists and imports ----------------------------------------------------------------------
 # Lists count exactly up to this many rows, and estimate beyond it (see views/datamodel.py).

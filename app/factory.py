@@ -51,6 +51,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
         compare_type=True,
     )
     app.jinja_env.globals["_desk"] = T
+    app.jinja_env.filters["desk_local"] = _local_time
 
     with app.app_context():
         import models  # noqa: F401  (every table on the metadata before FAB starts)
@@ -111,6 +112,17 @@ def _jwt_errors_as_401(jwt_manager) -> None:
     @jwt_manager.expired_token_loader
     def _expired(jwt_header, jwt_payload):
         return jsonify(message=str(sorry)), 401
+
+
+def _local_time(value) -> str:
+    """UTC in the database, Asia/Shanghai (DISPLAY_TIMEZONE) on screen."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])).strftime("%Y-%m-%d %H:%M")
 
 
 def _schema_ready() -> bool:

@@ -27,6 +27,15 @@ MATRIX: dict[str, tuple[str, str, str, str]] = {
     "ownership":     ("rwxp",  "rwxp",     "rwxp",  "rx"),
     "resident":      ("rwxp",  "rwxp",     "rwxp",  "rx"),
     "vehicle":       ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    "ticket":        ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    "callback":      ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    "sla_policy":    ("rwx",   "rx",       "rx",    "rx"),
+    "holiday":       ("rwx",   "rx",       "rx",    "rx"),
+    "duty_shift":    ("rwx",   "rwx",      "rx",    "rx"),
+    # Each user's own inbox (a base filter keeps it to the user's rows).
+    "notification":  ("r",     "r",        "r",     "r"),
+    # Robot webhook URLs carry their access tokens: kept with the security settings.
+    "notification_route": ("rwx", "",      "",      ""),
     # The change history holds old and new values, personal data included: Managers only.
     "change_log":    ("rxp",   "",         "",      ""),
 }

@@ -222,8 +222,10 @@ def generate(units: int, residents_per_unit: int = 2, seed: int = 7, estate_pref
         )
         db.session.commit()
     if db.engine.dialect.name == "postgresql":
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
+        # VACUUM too: index-only scans (deep pages) need the visibility map it builds.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in ("estate", "building", "unit", "owner", "ownership", "resident"):
+                conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
     return counts
 
 

@@ -15,7 +15,7 @@ from flask import Flask
 # Modules holding tasks. Imported by ``celery_init_app`` too, not only by a worker's start-up
 # (``include``): ``flask desk run-job`` looks tasks up in the web process, where nothing else
 # imports them.
-TASK_MODULES = ("jobs.archives",)
+TASK_MODULES = ("jobs.archives", "jobs.escalation", "jobs.notify")
 
 
 def celery_init_app(app: Flask) -> Celery:

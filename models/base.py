@@ -149,6 +149,15 @@ class AuditedModel(Model):
     def check(self) -> None:
         """Cross-field rules; raise ``FieldErrors``. Runs before every flush."""
 
+    def before_insert(self, session: Session) -> None:
+        """Derived values of a new row (numbers, deadlines); runs before ``check()``."""
+
+    def before_update(self, session: Session) -> None:
+        """Derived values after a change; runs before ``check()``."""
+
+    def after_insert(self, session: Session) -> None:
+        """Runs after the flush that inserted the row (its id is known)."""
+
     def __str__(self) -> str:
         for attr in ("name", "code", "plate"):
             value = getattr(self, attr, None)
@@ -235,6 +244,9 @@ def _stamp_and_check(session: Session, flush_context, instances) -> None:
             _apply_scalar_defaults(obj)
             if obj.created_by_id is None:
                 obj.created_by_id = actor
+            obj.before_insert(session)
+        else:
+            obj.before_update(session)
         obj.changed_by_id = actor
         obj.check()
     # Remember what to log: the history is still readable in after_flush, the row ids too.
@@ -274,6 +286,9 @@ def _write_change_log(session: Session, flush_context) -> None:
         )
     if rows:
         session.connection().execute(insert(ChangeLog.__table__), rows)
+    for action, obj in pending:
+        if action == "insert":
+            obj.after_insert(session)
 
 
 @event.listens_for(Session, "after_rollback")

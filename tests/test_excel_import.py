@@ -14,7 +14,19 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
-HEADERS = ["楼栋", "房号", "楼层", "建筑面积", "用途", "状态", "交房日期", "业主姓名", "业主手机", "身份证号", "产权份额"]
+HEADERS = [
+    "楼栋",
+    "房号",
+    "楼层",
+    "建筑面积",
+    "用途",
+    "状态",
+    "交房日期",
+    "业主姓名",
+    "业主手机",
+    "身份证号",
+    "产权份额",
+]
 JSON = {"Accept": "application/json"}
 _id_base = random.Random().randrange(20_000_000, 150_000_000)
 
@@ -96,7 +108,19 @@ def test_template_has_the_chinese_headers_and_an_example(web, estate):
     assert resp.mimetype.endswith("spreadsheetml.sheet")
     ws = load_workbook(io.BytesIO(resp.data)).worksheets[0]
     header = [c.value for c in ws[1]]
-    for name in ("楼栋", "房号", "楼层", "建筑面积", "用途", "状态", "交房日期", "业主姓名", "联系电话", "身份证号", "产权份额"):
+    for name in (
+        "楼栋",
+        "房号",
+        "楼层",
+        "建筑面积",
+        "用途",
+        "状态",
+        "交房日期",
+        "业主姓名",
+        "联系电话",
+        "身份证号",
+        "产权份额",
+    ):
         assert name in header
     example = dict(zip(header, [c.value for c in ws[2]], strict=True))
     assert example["房号"] and example["用途"] == "住宅"
@@ -167,12 +191,16 @@ def test_dry_run_lists_every_bad_row_and_writes_nothing(app, web, estate):
     assert page.status_code == 422
     html = page.get_data(as_text=True)
     assert "第 3 行" in html and "必须大于 0" in html
-    en = web("Staff").post(
-        "/unit/import/?_l_=en",
-        data={"estate_id": str(estate["id"]), "dry_run": "y", "file": (io.BytesIO(xlsx(rows)), "u.xlsx")},
-        content_type="multipart/form-data",
-        headers=JSON,
-    ).json
+    en = (
+        web("Staff")
+        .post(
+            "/unit/import/?_l_=en",
+            data={"estate_id": str(estate["id"]), "dry_run": "y", "file": (io.BytesIO(xlsx(rows)), "u.xlsx")},
+            content_type="multipart/form-data",
+            headers=JSON,
+        )
+        .json
+    )
     assert "Row 3, Gross area: Must be greater than 0" in [e["text"] for e in en["errors"]]
 
 
@@ -253,9 +281,11 @@ def test_good_file_imports_units_buildings_owners_and_ownerships(app, web, estat
         new_unit_ids = [u.id for code, u in units.items() if code != "EXIST-1"]
         assert {u.created_by_id for code, u in units.items() if code != "EXIST-1"} == {staff}
         assert {u.changed_by_id for code, u in units.items() if code != "EXIST-1"} == {staff}
-        logs = s.execute(
-            select(ChangeLog).where(ChangeLog.table_name == "unit", ChangeLog.row_id.in_(new_unit_ids))
-        ).scalars().all()
+        logs = (
+            s.execute(select(ChangeLog).where(ChangeLog.table_name == "unit", ChangeLog.row_id.in_(new_unit_ids)))
+            .scalars()
+            .all()
+        )
         assert len(logs) == 7 and {(lg.action, lg.user_id) for lg in logs} == {("insert", staff)}
         assert next(lg for lg in logs if lg.row_id == units["3-1-101"].id).changes["gross_area"] == [None, "66.6"]
         own_ids = [o.id for u in units.values() for o in u.ownerships]
@@ -306,7 +336,10 @@ def test_ten_thousand_rows_import_in_seconds(app, web, estate):
           f"(server-side {resp.json['seconds']:.2f} s: {resp.json['phases']})")  # fmt: skip
     assert t_real < 60
     assert count(app, Unit, Unit.estate_id == estate["id"]) == n + 1
-    assert count(app, Owner, Owner.id_number.in_(ids[:5000])) + count(app, Owner, Owner.id_number.in_(ids[5000:])) == owners
+    assert (
+        count(app, Owner, Owner.id_number.in_(ids[:5000])) + count(app, Owner, Owner.id_number.in_(ids[5000:]))
+        == owners
+    )
     assert count(app, Ownership, Ownership.unit_id.in_(select(Unit.id).where(Unit.estate_id == estate["id"]))) == n
 
 

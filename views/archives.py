@@ -102,7 +102,9 @@ register(
             "changed_at",
             "changed_by.username",
         ],
-        search_columns=["code", "building", "use", "status", "floor"],
+        # No "building" filter: it would render every building of every estate into a dropdown;
+        # unit codes start with the building number (3-2-1501), so "starts with 3-" does it.
+        search_columns=["code", "use", "status", "floor"],
         order=("code", "asc"),
         labels=UNIT_LABELS,
         choices={"use": UNIT_USES, "status": UNIT_STATUSES},

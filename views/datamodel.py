@@ -15,10 +15,11 @@ import re
 
 from flask import current_app, g
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from sqlalchemy import BigInteger, cast, column, func, select, table
+from sqlalchemy import BigInteger, Integer, SmallInteger, cast, column, func, select, table
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import BadRequest
 
 from app.i18n import T
 from models.errors import Conflict, DomainError, FieldErrors
@@ -52,9 +53,50 @@ def _field_from_integrity_error(exc: IntegrityError) -> tuple[str, T]:
     return field, msg
 
 
+MSG_BAD_PAGE = T("页码无效：应为 0 到 {max} 之间的整数", "Invalid page: a whole number from 0 to {max}")
+MAX_OFFSET = 2**31  # rows; far beyond any list, well inside PostgreSQL's bigint OFFSET
+
+
+def int_column_range(col) -> tuple[int, int] | None:
+    """The values an integer column can hold, or None for other types."""
+    if isinstance(col.type, BigInteger):
+        bits = 64
+    elif isinstance(col.type, SmallInteger):
+        bits = 16
+    elif isinstance(col.type, Integer):
+        bits = 32
+    else:
+        return None
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def parse_int_key(value, col) -> int | None:
+    """``value`` as a key of the integer column ``col``, or None when it cannot be one (a word,
+    a float, a number the column cannot hold): such a key matches no row."""
+    bounds = int_column_range(col)
+    if bounds is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value.strip()):
+        value = int(value)
+    if not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+        return None
+    return value
+
+
 class DeskInterface(SQLAInterface):
     # Offsets below this are served by the plain query; above it by the deferred join.
     DEFERRED_JOIN_OFFSET = 200
+
+    # --- one row by key --------------------------------------------------------------------
+    def get(self, id, filters=None, select_columns=None, outer_default_load: bool = False):
+        """A key the primary key column cannot hold (``/unit/abc``, ``/unit/10**30``) is no row:
+        404, not a database error."""
+        pk_col = self.obj.__table__.primary_key.columns.values()
+        if len(pk_col) == 1 and int_column_range(pk_col[0]) is not None:
+            id = parse_int_key(id, pk_col[0])
+            if id is None:
+                return None
+        return super().get(id, filters, select_columns, outer_default_load)
 
     def get_related_interface(self, col_name: str):
         # FAB builds a new interface (a walk over the mapper) for every option of a relation's
@@ -99,6 +141,11 @@ class DeskInterface(SQLAInterface):
         select_columns=None,
         outer_default_load: bool = False,
     ):
+        if page is not None and (
+            isinstance(page, bool) or not isinstance(page, int) or page < 0 or page * (page_size or 1) > MAX_OFFSET
+        ):
+            # The API's rison ``page`` and the screens' ``page_<View>`` argument alike.
+            raise BadRequest(str(MSG_BAD_PAGE).format(max=MAX_OFFSET // (page_size or 1)))
         base = self.session.query(self.obj)
         if not select_columns and page_size:
             base = self._eager_list_relations(base)

@@ -113,7 +113,10 @@ INSERT_BATCH = 5000
 SHOWN_ERRORS = 1000  # the screen lists this many; the JSON answer has them all
 
 MSG_REQUIRED = T("必填", "Required")
-MSG_NOT_XLSX = T("不是有效的 .xlsx 文件（请用下载的模板，另存为 Excel 工作簿）", "Not a valid .xlsx file (use the template, saved as an Excel workbook)")
+MSG_NOT_XLSX = T(
+    "不是有效的 .xlsx 文件（请用下载的模板，另存为 Excel 工作簿）",
+    "Not a valid .xlsx file (use the template, saved as an Excel workbook)",
+)
 MSG_NO_FILE = T("请选择要导入的 .xlsx 文件", "Choose the .xlsx file to import")
 MSG_TOO_BIG = T("文件过大（最大 20 MB）", "The file is too large (20 MB at most)")
 MSG_NO_ROWS = T("文件中没有数据行", "The file has no data rows")
@@ -125,7 +128,9 @@ MSG_RACE = T(
 
 
 def _too_many_rows() -> T:
-    return T(f"一次最多导入 {MAX_IMPORT_ROWS} 行，请分批导入", f"At most {MAX_IMPORT_ROWS} rows per import; split the file")
+    return T(
+        f"一次最多导入 {MAX_IMPORT_ROWS} 行，请分批导入", f"At most {MAX_IMPORT_ROWS} rows per import; split the file"
+    )
 
 
 # Parsers: each takes a non-blank cell value and returns the value to store or raises ValueError
@@ -266,10 +271,18 @@ class RowError:
     def text(self) -> str:
         if self.row == 0:
             return f"{self.column}: {self.message}" if self.column else self.message
-        return str(T(f"第 {self.row} 行 {self.column}: {self.message}", f"Row {self.row}, {self.column}: {self.message}"))
+        return str(
+            T(f"第 {self.row} 行 {self.column}: {self.message}", f"Row {self.row}, {self.column}: {self.message}")
+        )
 
     def as_dict(self) -> dict:
-        return {"row": self.row, "field": self.field, "column": self.column, "message": self.message, "text": self.text()}
+        return {
+            "row": self.row,
+            "field": self.field,
+            "column": self.column,
+            "message": self.message,
+            "text": self.text(),
+        }
 
 
 @dataclass
@@ -380,7 +393,12 @@ class ImportSpec:
             for col in self.columns:
                 if col.required and col.field not in seen:
                     errors.append(
-                        RowError(0, col.field, str(col.label), str(T("缺少此列（见模板）", "Missing column (see the template)")))
+                        RowError(
+                            0,
+                            col.field,
+                            str(col.label),
+                            str(T("缺少此列（见模板）", "Missing column (see the template)")),
+                        )
                     )
             if errors:
                 return [], errors
@@ -446,7 +464,9 @@ class ImportSpec:
         except Exception:
             session.rollback()
             raise
-        errors.sort(key=lambda e: (e.row, [c.field for c in self.columns].index(e.field) if e.field in self._fields() else -1))
+        errors.sort(
+            key=lambda e: (e.row, [c.field for c in self.columns].index(e.field) if e.field in self._fields() else -1)
+        )
         result.errors = errors
         result.seconds = time.perf_counter() - started
         return result
@@ -671,12 +691,26 @@ class UnitOwnerImport(ImportSpec):
                     if idn in name_of_id and name_of_id[idn][1] != r["owner_name"]:
                         first = name_of_id[idn][0]
                         errors.append(
-                            err(n, "owner_id_number", T(f"与第 {first} 行身份证号相同但姓名不同", f"Same ID number as row {first} with another name"))
+                            err(
+                                n,
+                                "owner_id_number",
+                                T(
+                                    f"与第 {first} 行身份证号相同但姓名不同",
+                                    f"Same ID number as row {first} with another name",
+                                ),
+                            )
                         )
                         owner_key = None
                     elif idn in by_id and by_id[idn][1] != r["owner_name"]:
                         errors.append(
-                            err(n, "owner_id_number", T("系统中已有此身份证号的业主，但姓名不同", "An owner with this ID number but another name exists"))
+                            err(
+                                n,
+                                "owner_id_number",
+                                T(
+                                    "系统中已有此身份证号的业主，但姓名不同",
+                                    "An owner with this ID number but another name exists",
+                                ),
+                            )
                         )
                         owner_key = None
                     else:
@@ -691,7 +725,16 @@ class UnitOwnerImport(ImportSpec):
                     continue
                 if owner_key is not None and owner_key in owners_of_unit[code]:
                     again = owners_of_unit[code][owner_key]
-                    errors.append(err(n, "code", T(f"与第 {again} 行重复（同一房屋同一业主）", f"Repeats row {again} (same unit, same owner)")))
+                    errors.append(
+                        err(
+                            n,
+                            "code",
+                            T(
+                                f"与第 {again} 行重复（同一房屋同一业主）",
+                                f"Repeats row {again} (same unit, same owner)",
+                            ),
+                        )
+                    )
                     continue
             else:
                 first_row_of_unit[code] = (n, r)
@@ -701,7 +744,16 @@ class UnitOwnerImport(ImportSpec):
                 total = share_of_unit.get(code, Decimal(0)) + share
                 share_of_unit[code] = total
                 if total > 100:
-                    errors.append(err(n, "share", T(f"该房屋的产权份额合计 {total}，超过 100", f"The unit's shares add up to {total}, above 100")))
+                    errors.append(
+                        err(
+                            n,
+                            "share",
+                            T(
+                                f"该房屋的产权份额合计 {total}，超过 100",
+                                f"The unit's shares add up to {total}, above 100",
+                            ),
+                        )
+                    )
             if n in bad_rows or (owner_key is None and r["_owner"]):
                 continue
             if any(v is _INVALID for v in r.values()):
@@ -764,7 +816,9 @@ class UnitOwnerImport(ImportSpec):
         unit_ids = insert_rows(session, Unit, unit_rows, user_id)
         keys = list(plan.new_owners)
         owner_ids = dict(plan.matched_owners)
-        owner_ids.update(zip(keys, insert_rows(session, Owner, [plan.new_owners[k] for k in keys], user_id), strict=True))
+        owner_ids.update(
+            zip(keys, insert_rows(session, Owner, [plan.new_owners[k] for k in keys], user_id), strict=True)
+        )
         insert_rows(
             session,
             Ownership,

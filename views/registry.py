@@ -18,6 +18,8 @@ from app.i18n import T
 # Menu categories: key (the menu permission name) -> (label, icon).
 CATEGORIES: dict[str, tuple[T, str]] = {
     "archives": (T("业主档案", "Archives"), "fa-building"),
+    "desk": (T("服务台", "Service desk"), "fa-life-ring"),
+    "desk_settings": (T("服务设置", "Desk settings"), "fa-sliders"),
     "audit": (T("审计", "Audit"), "fa-history"),
 }
 
@@ -66,6 +68,14 @@ class Resource:
     icon: str = "fa-table"
     importer: Any = None  # an Excel import spec (views/excel.py), if the list can be imported
     page_size: int = 25
+    # Extra behaviour (routes, hooks) mixed into the generated screen / API, ahead of the base.
+    view_mixins: Sequence[type] = ()
+    api_mixins: Sequence[type] = ()
+    # FAB base filters applied to every list, detail and write (e.g. "only my notifications").
+    base_filters: Sequence[Any] = ()
+    show_template: str | None = None
+    # Which columns a list may be ordered by (API); defaults to the plain list columns.
+    order_columns: Sequence[str] | None = None
 
     def __post_init__(self):
         if self.category not in CATEGORIES:

@@ -68,7 +68,7 @@ def live_server(app):
 @pytest.fixture(scope="session")
 def browser():
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium; deselect with -m \"not browser\")")
+        pytest.fail(f'Chromium not found at {CHROMIUM} (apt-get install -y chromium; deselect with -m "not browser")')
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -43,7 +43,9 @@ def archive(app, make_unit):
     with app.app_context():
         unit = db.session.get(Unit, ids["unit"])
         owner = db.session.get(Owner, ids["owner"])
-        db.session.add(Resident(unit_id=unit.id, owner_id=owner.id, name=f"住户{tag}", relation="family", phone="13912345678"))
+        db.session.add(
+            Resident(unit_id=unit.id, owner_id=owner.id, name=f"住户{tag}", relation="family", phone="13912345678")
+        )
         db.session.add(Vehicle(plate=f"粤B{tag[:5]}", unit_id=unit.id, owner_id=owner.id, brand="比亚迪"))
         db.session.commit()
         data = {**ids, "unit_code": unit.code, "owner_name": owner.name, "resident_name": f"住户{tag}"}
@@ -182,6 +184,17 @@ def _menu_links(page, live_server) -> list[str]:
     return links
 
 
+def test_write_controls_are_recognised(new_page, login, archive):
+    """The detector used below does find Staff's add, edit and delete controls (so its silence
+    for Committee means something)."""
+    page = new_page()
+    login(page, "Staff")
+    _goto_ok(page, f"/owner/list/?_flt_0_name={archive['owner_name']}")
+    found = " ".join(_write_controls(page))
+    for control in ("/owner/add", "/owner/edit/", "btn-delete-"):
+        assert control in found, f"{control} not detected on Staff's owner list: {found}"
+
+
 def test_committee_sees_no_write_control(page, login, live_server, archive, artifacts):
     login(page, "Committee")
     _goto_ok(page, "/")
@@ -235,7 +248,7 @@ def test_no_asset_is_loaded_from_outside(page, login, live_server, archive):
     login(page, "Staff")
     for url in ("/", "/unit/list/", "/owner/list/", "/owner/add", "/resident/add", f"/unit/show/{archive['unit']}"):
         visit(url)
-    # The relation lookup (select2 over AJAX) on the resident form.
+    # The English screens too (FAB's language menu and flags).
     visit("/lang/en")
     visit("/unit/list/")
 
@@ -254,7 +267,8 @@ def test_no_asset_is_loaded_from_outside(page, login, live_server, archive):
 def _switch_language(page, code: str) -> None:
     link = page.locator(f".navbar a[href='/lang/{code}']")
     assert link.count() == 1, f"no /lang/{code} entry in the navbar language menu"
-    page.locator(".navbar li.dropdown", has=page.locator(f"a[href='/lang/{code}']")).locator("a.dropdown-toggle").click()
+    menu = page.locator(".navbar li.dropdown", has=page.locator(f"a[href='/lang/{code}']"))
+    menu.locator("a.dropdown-toggle").click()  # open the language menu, then pick the language
     with page.expect_navigation():
         link.click()
 

@@ -1,0 +1,892 @@
+"""The service desk (住户求助): tickets, their timeline, response policies, callbacks, duty shifts
+and notifications. DESIGN.md items 3 to 6.
+
+Deadlines are computed when a ticket is created or changes, stored on it, and the earliest one
+still pending is kept in the indexed ``next_due_at`` so the escalation sweep reads only tickets
+whose time has come (Zammad's escalation_at). Every clock-dependent method takes ``now``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from flask_appbuilder import Model
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
+
+from app.i18n import T
+from models.base import AuditedModel, BigId, UTCDateTime, utcnow
+from models.calendar import WorkCalendar
+from models.errors import FieldErrors
+from models.validators import check_phone
+
+# --- vocabularies ----------------------------------------------------------------------------
+TICKET_KINDS = {
+    "emergency_medical": T("急救病人", "Emergency medical"),
+    "repair": T("报修", "Repair"),
+    "complaint": T("投诉", "Complaint"),
+    "consultation": T("咨询", "Consultation"),
+    "security": T("治安事件", "Security incident"),
+    "disaster": T("灾害", "Disaster"),
+    "other": T("其他求助", "Other request"),
+}
+TICKET_SUBKINDS = {
+    "theft": T("盗窃", "Theft"),
+    "fight": T("打架", "Fight"),
+    "robbery": T("抢劫", "Robbery"),
+    "homicide": T("凶杀", "Homicide"),
+    "poisoning": T("投毒", "Poisoning"),
+    "traffic_accident": T("交通事故", "Traffic accident"),
+    "typhoon": T("台风", "Typhoon"),
+    "flooding": T("水浸", "Flooding"),
+    "fire": T("火灾", "Fire"),
+}
+SUBKINDS_OF = {
+    "security": {"theft", "fight", "robbery", "homicide", "poisoning", "traffic_accident"},
+    "disaster": {"typhoon", "flooding", "fire"},
+}
+CHANNELS = {
+    "phone": T("电话", "Phone"),
+    "visit": T("来访", "Visit"),
+    "written": T("书面", "Written"),
+    "portal": T("网上", "Portal"),
+}
+PRIORITIES = {"normal": T("一般", "Normal"), "urgent": T("紧急", "Urgent"), "major": T("重大", "Major")}
+STATUSES = {
+    "new": T("新建", "New"),
+    "acknowledged": T("已答复", "Acknowledged"),
+    "in_progress": T("处理中", "In progress"),
+    "resolved": T("已解决", "Resolved"),
+    "callback": T("待回访", "Awaiting callback"),
+    "closed": T("已关闭", "Closed"),
+    "reopened": T("重新打开", "Reopened"),
+    "cancelled": T("已取消", "Cancelled"),
+}
+OPEN_STATUSES = ("new", "acknowledged", "in_progress", "reopened")
+RESPONSIBILITIES = {
+    "owner_paid": T("业主自费", "Owner-paid"),
+    "developer_warranty": T("开发商保修", "Developer warranty"),
+    "common_area": T("公共部位（物业负责）", "Common area (property company)"),
+}
+MEDICAL_PATHS = {
+    "escort": T("护送就医（保安二人及车辆）", "Escort to hospital (two guards and a vehicle)"),
+    "ambulance": T("拨打 120 并在门口引导", "Call 120 and guide the ambulance from the gate"),
+    "short_term_care": T("短时看护（不得单人看护）", "Short-term care (never alone)"),
+}
+CONSULT_MODES = {"written": T("书面", "Written"), "oral": T("口头", "Oral")}
+COMPLAINT_ABOUT = {
+    "staff": T("员工", "A staff member"),
+    "neighbour": T("邻里", "A neighbour"),
+    "renovation": T("装修", "A renovation"),
+    "service_quality": T("服务质量", "Service quality"),
+}
+ESCALATION_LEVELS = {0: T("前台", "Clerk"), 1: T("主管", "Supervisor"), 2: T("经理", "Manager")}
+
+# Which status may follow which; anything else is refused with the reason.
+TRANSITIONS = {
+    "new": {"acknowledged", "in_progress", "resolved", "cancelled"},
+    "acknowledged": {"in_progress", "resolved", "cancelled"},
+    "in_progress": {"resolved", "cancelled"},
+    "resolved": {"callback", "closed", "reopened"},
+    "callback": {"closed", "reopened"},
+    "closed": {"reopened"},
+    "reopened": {"acknowledged", "in_progress", "resolved", "cancelled"},
+    "cancelled": set(),
+}
+
+# Defaults a Manager can change per class and priority (SlaPolicy rows).
+DEFAULT_POLICY = {"reply_minutes": 5, "resolve_minutes": 24 * 60, "second_level_minutes": 30, "warn_minutes": 2}
+
+
+def is_major_incident(kind: str, priority: str) -> bool:
+    """Told to supervisor and manager the moment it is recorded, whatever the hour."""
+    return kind in ("security", "disaster") or (kind == "emergency_medical" and priority == "major")
+
+
+# --- response policies -----------------------------------------------------------------------
+class SlaPolicy(AuditedModel):
+    """Reply and resolve deadlines for a class (and optionally a priority) of request."""
+
+    __tablename__ = "sla_policy"
+
+    kind: Mapped[str] = mapped_column(String(24), nullable=False)
+    priority: Mapped[str | None] = mapped_column(String(16))  # None: any priority
+    reply_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
+    resolve_minutes: Mapped[int | None] = mapped_column(Integer)
+    resolve_working_days: Mapped[int | None] = mapped_column(Integer)
+    second_level_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
+    warn_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=2)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    __table_args__ = (UniqueConstraint("kind", "priority", name="uq_sla_policy_kind_priority"),)
+
+    def check(self) -> None:
+        errors = {}
+        if self.kind not in TICKET_KINDS:
+            errors["kind"] = [str(T("类别无效", "Invalid class"))]
+        if self.priority is not None and self.priority not in PRIORITIES:
+            errors["priority"] = [str(T("优先级无效", "Invalid priority"))]
+        for field in ("reply_minutes", "second_level_minutes"):
+            if getattr(self, field) is None or getattr(self, field) <= 0:
+                errors[field] = [str(T("必须大于 0", "Must be greater than 0"))]
+        if (self.resolve_minutes is None) == (self.resolve_working_days is None):
+            errors["resolve_minutes"] = [
+                str(
+                    T(
+                        "解决时限须填写分钟数或工作日数之一",
+                        "Give the resolve limit in minutes or in working days, not both",
+                    )
+                )
+            ]
+        elif (self.resolve_minutes or 1) <= 0 or (self.resolve_working_days or 1) <= 0:
+            errors["resolve_minutes"] = [str(T("必须大于 0", "Must be greater than 0"))]
+        if self.warn_minutes is None or self.warn_minutes < 0:
+            errors["warn_minutes"] = [str(T("不能为负数", "Cannot be negative"))]
+        if errors:
+            raise FieldErrors(errors)
+
+    def __str__(self) -> str:
+        return (
+            f"{TICKET_KINDS.get(self.kind, self.kind)}/{PRIORITIES.get(self.priority, '*') if self.priority else '*'}"
+        )
+
+
+def policy_for(session: Session, kind: str, priority: str, consult_mode: str | None = None) -> dict:
+    """The policy of a class and priority: an exact row, else the class's row, else defaults."""
+    rows = session.execute(select(SlaPolicy).where(SlaPolicy.kind == kind, SlaPolicy.active.is_(True))).scalars().all()
+    row = next((r for r in rows if r.priority == priority), None) or next((r for r in rows if r.priority is None), None)
+    if row is not None:
+        return {
+            "reply_minutes": row.reply_minutes,
+            "resolve_minutes": row.resolve_minutes,
+            "resolve_working_days": row.resolve_working_days,
+            "second_level_minutes": row.second_level_minutes,
+            "warn_minutes": row.warn_minutes,
+        }
+    policy = dict(DEFAULT_POLICY, resolve_working_days=None)
+    if kind == "consultation" and consult_mode == "written":
+        # Written consultations get a written reply within two (working) days.
+        policy.update(resolve_minutes=None, resolve_working_days=2)
+    return policy
+
+
+# --- tickets ---------------------------------------------------------------------------------
+class Ticket(AuditedModel):
+    """A resident's help request (住户求助): the help register's line."""
+
+    __tablename__ = "ticket"
+
+    number: Mapped[str] = mapped_column(String(24), nullable=False, unique=True)
+    estate_id: Mapped[int | None] = mapped_column(ForeignKey("estate.id"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owner.id"))
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"))
+    visitor_name: Mapped[str | None] = mapped_column(String(64))
+    visitor_phone: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(24), nullable=False)
+    subkind: Mapped[str | None] = mapped_column(String(24))
+    channel: Mapped[str] = mapped_column(String(16), nullable=False, default="phone")
+    priority: Mapped[str] = mapped_column(String(16), nullable=False, default="normal")
+    address: Mapped[str | None] = mapped_column(String(200))
+    callback_phone: Mapped[str | None] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="new")
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    escalation_level: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # repair
+    responsibility: Mapped[str | None] = mapped_column(String(24))
+    agreed_visit_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    # emergency medical
+    medical_path: Mapped[str | None] = mapped_column(String(24))
+    dispatched: Mapped[str | None] = mapped_column(String(120))
+    # consultation
+    consult_mode: Mapped[str | None] = mapped_column(String(16))
+    reply: Mapped[str | None] = mapped_column(Text)
+    confidential: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # complaint
+    complaint_about: Mapped[str | None] = mapped_column(String(24))
+    # times and deadlines
+    reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reply_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolve_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    second_level_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
+    warn_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=2)
+    # Which deadline steps the sweep has already handled (warned / escalated), per deadline.
+    reply_steps_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    resolve_steps_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    estate = relationship("Estate", lazy="select")
+    unit = relationship("Unit", lazy="select")
+    owner = relationship("Owner", lazy="select")
+    resident = relationship("Resident", lazy="select")
+    assignee = relationship("User", foreign_keys=[assignee_id], lazy="select")
+    events = relationship(
+        "TicketEvent", back_populates="ticket", order_by="TicketEvent.id", lazy="select", viewonly=True
+    )
+
+    __personal__ = {"visitor_phone": "phone", "callback_phone": "phone"}
+
+    __table_args__ = (
+        Index("ix_ticket_next_due_at", "next_due_at", postgresql_where="next_due_at IS NOT NULL"),
+        Index("ix_ticket_status_kind", "status", "kind"),
+        Index("ix_ticket_reported_at", "reported_at"),
+        Index("ix_ticket_unit", "unit_id"),
+        CheckConstraint("escalation_level BETWEEN 0 AND 2", name="ck_ticket_escalation_level"),
+    )
+
+    # --- rules ---------------------------------------------------------------------------
+    def check(self) -> None:
+        errors: dict = {}
+        for field, vocab in (
+            ("kind", TICKET_KINDS),
+            ("channel", CHANNELS),
+            ("priority", PRIORITIES),
+            ("status", STATUSES),
+        ):
+            if getattr(self, field) not in vocab:
+                errors[field] = [str(T("取值无效", "Invalid value"))]
+        allowed_sub = SUBKINDS_OF.get(self.kind, set())
+        if self.subkind and self.subkind not in allowed_sub:
+            errors["subkind"] = [str(T("该类别没有此细类", "This sub-class does not belong to the class"))]
+        if allowed_sub and not self.subkind:
+            errors["subkind"] = [str(T("请选择细类", "Choose the sub-class"))]
+        for field in ("visitor_phone", "callback_phone"):
+            try:
+                setattr(self, field, check_phone(getattr(self, field)))
+            except ValueError as e:
+                errors[field] = [str(e)]
+        if self.kind == "emergency_medical":
+            # Address and phone first: the procedure records them before anything else.
+            if not self.address:
+                errors["address"] = [str(T("急救必须先登记地址", "Record the address first for an emergency"))]
+            if not self.callback_phone and "callback_phone" not in errors:
+                errors["callback_phone"] = [str(T("急救必须先登记联系电话", "Record the phone first for an emergency"))]
+        if not (self.unit_id or self.unit or self.visitor_name):
+            errors["unit"] = [str(T("请选择报事房屋，或填写来访人姓名", "Choose the unit, or give the visitor's name"))]
+        for field, vocab in (
+            ("responsibility", RESPONSIBILITIES),
+            ("medical_path", MEDICAL_PATHS),
+            ("consult_mode", CONSULT_MODES),
+            ("complaint_about", COMPLAINT_ABOUT),
+        ):
+            value = getattr(self, field)
+            if value is not None and value not in vocab:
+                errors[field] = [str(T("取值无效", "Invalid value"))]
+        if self.cost is not None and Decimal(self.cost) < 0:
+            errors["cost"] = [str(T("费用不能为负数", "The cost cannot be negative"))]
+        if self.status == "cancelled" and not self.cancel_reason:
+            errors["cancel_reason"] = [str(T("取消必须填写原因", "A cancellation needs a reason"))]
+        if errors:
+            raise FieldErrors(errors)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def is_major_incident(self) -> bool:
+        return is_major_incident(self.kind, self.priority)
+
+    # --- deadlines -----------------------------------------------------------------------
+    def apply_policy(self, session: Session, calendar: WorkCalendar | None = None) -> None:
+        """(Re)compute the deadlines from the policy; keeps the steps already handled."""
+        policy = policy_for(session, self.kind, self.priority, self.consult_mode)
+        start = self.reported_at or utcnow()
+        self.reply_due_at = start + dt.timedelta(minutes=policy["reply_minutes"])
+        if policy.get("resolve_working_days"):
+            calendar = calendar or WorkCalendar.load(session)
+            self.resolve_due_at = calendar.add_working_days(start, policy["resolve_working_days"])
+        else:
+            self.resolve_due_at = start + dt.timedelta(minutes=policy["resolve_minutes"])
+        self.second_level_minutes = policy["second_level_minutes"]
+        self.warn_minutes = policy["warn_minutes"]
+        self.refresh_next_due()
+
+    def deadline_steps(self, which: str) -> list[tuple[str, dt.datetime]]:
+        """The steps of one deadline in order: warn before it, escalate to level 1 at it,
+        level 2 after ``second_level_minutes``. ``which`` is 'reply' or 'resolve'."""
+        due = self.reply_due_at if which == "reply" else self.resolve_due_at
+        if due is None:
+            return []
+        steps = []
+        if self.warn_minutes:
+            steps.append(("warn", due - dt.timedelta(minutes=self.warn_minutes)))
+        steps.append(("level1", due))
+        steps.append(("level2", due + dt.timedelta(minutes=self.second_level_minutes)))
+        return steps
+
+    def pending_steps(self) -> list[tuple[str, str, dt.datetime]]:
+        """(deadline, step, at) still to be handled while the ticket is open."""
+        if not self.is_open or self.archived_at is not None:
+            return []
+        result = []
+        if self.replied_at is None:
+            result += [("reply", s, at) for s, at in self.deadline_steps("reply")[self.reply_steps_done :]]
+        result += [("resolve", s, at) for s, at in self.deadline_steps("resolve")[self.resolve_steps_done :]]
+        return sorted(result, key=lambda x: x[2])
+
+    def refresh_next_due(self) -> None:
+        pending = self.pending_steps()
+        self.next_due_at = pending[0][2] if pending else None
+
+    # --- workflow ------------------------------------------------------------------------
+    def record(
+        self,
+        session: Session,
+        kind: str,
+        body: str | None = None,
+        user_id: int | None = None,
+        from_status: str | None = None,
+        to_status: str | None = None,
+        at: dt.datetime | None = None,
+        data: dict | None = None,
+    ) -> TicketEvent:
+        from models.base import current_actor_id
+
+        evt = TicketEvent(
+            ticket=self,
+            kind=kind,
+            body=body,
+            from_status=from_status,
+            to_status=to_status,
+            user_id=user_id or current_actor_id(session),
+            at=at or utcnow(),
+            data=data or {},
+        )
+        session.add(evt)
+        return evt
+
+    def transition(self, session: Session, to: str, reason: str | None = None, now: dt.datetime | None = None) -> None:
+        """Move to ``to`` or raise ``FieldErrors`` saying why not."""
+        now = now or utcnow()
+        if to not in STATUSES:
+            raise FieldErrors({"status": [str(T("未知状态", "Unknown status"))]})
+        if to not in TRANSITIONS[self.status]:
+            raise FieldErrors(
+                {
+                    "status": [
+                        str(
+                            T(
+                                f"不能从「{STATUSES[self.status].zh}」变为「{STATUSES[to].zh}」",
+                                f"Cannot go from '{STATUSES[self.status].en}' to '{STATUSES[to].en}'",
+                            )
+                        )
+                    ]
+                }
+            )
+        if to == "cancelled" and not reason:
+            raise FieldErrors({"cancel_reason": [str(T("取消必须填写原因", "A cancellation needs a reason"))]})
+        if to == "resolved" and self.kind == "repair" and not self.responsibility:
+            raise FieldErrors(
+                {
+                    "responsibility": [
+                        str(T("报修解决前须界定维修责任", "Decide the repair responsibility before resolving"))
+                    ]
+                }
+            )
+        previous = self.status
+        self.status = to
+        if to in ("acknowledged", "in_progress") and self.replied_at is None:
+            self.replied_at = now
+        if to == "resolved":
+            self.resolved_at = now
+            if self.replied_at is None:
+                self.replied_at = now
+            if self.kind in ("repair", "complaint"):
+                # Every resolved repair and complaint gets a callback (回访).
+                schedule_callback(session, self, now)
+                self.record(session, "transition", body=reason, from_status=previous, to_status="resolved", at=now)
+                previous, self.status, to = "resolved", "callback", "callback"
+                reason = None
+        if to == "closed":
+            self.closed_at = now
+        if to == "cancelled":
+            self.cancel_reason = reason
+        if to == "reopened":
+            # A reopened case is a fresh promise: new resolve deadline, steps start again.
+            self.resolved_at = None
+            self.closed_at = None
+            self.resolve_steps_done = 0
+            policy = policy_for(session, self.kind, self.priority, self.consult_mode)
+            if policy.get("resolve_working_days"):
+                self.resolve_due_at = WorkCalendar.load(session).add_working_days(now, policy["resolve_working_days"])
+            else:
+                self.resolve_due_at = now + dt.timedelta(minutes=policy["resolve_minutes"])
+        self.refresh_next_due()
+        self.record(session, "transition", body=reason, from_status=previous, to_status=to, at=now)
+
+    # --- hooks run on every write path (models/base.py) ----------------------------------
+    def before_insert(self, session: Session) -> None:
+        ticket_session_defaults(self)
+        self.apply_policy(session)
+        self.record(session, "created", body=self.description, to_status=self.status, at=self.reported_at)
+
+    def before_update(self, session: Session) -> None:
+        from sqlalchemy import inspect as sa_inspect
+
+        state = sa_inspect(self)
+        if any(state.attrs[f].history.has_changes() for f in ("kind", "priority", "consult_mode")):
+            self.apply_policy(session)
+        if state.attrs["assignee_id"].history.has_changes() or state.attrs["assignee"].history.has_changes():
+            self.record(session, "assign", body=str(self.assignee) if self.assignee else None)
+        if state.attrs["reply"].history.has_changes() and self.reply:
+            self.record(session, "reply", body=self.reply)
+            if self.replied_at is None:
+                self.replied_at = utcnow()
+                self.refresh_next_due()
+
+    def after_insert(self, session: Session) -> None:
+        if self.is_major_incident:
+            notify_major_incident(session, self)
+
+    def __str__(self) -> str:
+        return self.number or f"Ticket {self.id}"
+
+
+def next_ticket_number(session: Session, now: dt.datetime | None = None) -> str:
+    """QZ + local date + a 4-digit sequence of the day; the unique index settles races."""
+    from models.calendar import SHANGHAI
+
+    now = now or utcnow()
+    prefix = f"QZ{now.astimezone(SHANGHAI):%Y%m%d}-"
+    last = session.execute(
+        select(Ticket.number).where(Ticket.number.startswith(prefix)).order_by(Ticket.number.desc()).limit(1)
+    ).scalar()
+    seq = int(last.rsplit("-", 1)[1]) + 1 if last else 1
+    return f"{prefix}{seq:04d}"
+
+
+class TicketEvent(Model):  # not audited/versioned: immutable once written
+    """One line of a ticket's timeline: immutable once written."""
+
+    __tablename__ = "ticket_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), nullable=False)
+    kind: Mapped[str] = mapped_column(
+        String(24), nullable=False
+    )  # created/transition/assign/reply/note/escalation/warning/callback
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    body: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    ticket = relationship("Ticket", back_populates="events", lazy="select")
+    user = relationship("User", lazy="select")
+
+    __table_args__ = (Index("ix_ticket_event_ticket", "ticket_id", "id"),)
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.kind}"
+
+
+EVENT_KINDS = {
+    "created": T("登记", "Recorded"),
+    "transition": T("状态变更", "Status change"),
+    "assign": T("派单", "Assigned"),
+    "reply": T("答复", "Reply"),
+    "note": T("备注", "Note"),
+    "escalation": T("升级", "Escalated"),
+    "warning": T("预警", "Deadline warning"),
+    "callback": T("回访", "Callback"),
+    "notified": T("已通知", "Notified"),
+}
+
+
+@event.listens_for(Session, "before_flush")
+def _timeline_is_immutable(session: Session, flush_context, instances) -> None:
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, TicketEvent) and (obj in session.deleted or session.is_modified(obj)):
+            raise FieldErrors(
+                {"event": [str(T("时间线记录不可修改或删除", "Timeline entries cannot be changed or deleted"))]}
+            )
+
+
+# --- callbacks -------------------------------------------------------------------------------
+CALLBACK_STATUSES = {
+    "pending": T("待回访", "Pending"),
+    "done": T("已回访", "Done"),
+    "unreachable": T("无法联系", "Unreachable"),
+    "cancelled": T("已取消", "Cancelled"),
+}
+
+
+class Callback(AuditedModel):
+    """A follow-up with the resident after a repair or complaint is resolved (回访)."""
+
+    __tablename__ = "callback"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), nullable=False)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    reached: Mapped[bool | None] = mapped_column(Boolean)
+    satisfaction: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    # Lateness steps handled (as tickets): 0 none, 1 supervisor told, 2 manager told.
+    steps_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    ticket = relationship("Ticket", lazy="select")
+    assignee = relationship("User", foreign_keys=[assignee_id], lazy="select")
+
+    __table_args__ = (
+        Index("ix_callback_next_due_at", "next_due_at", postgresql_where="next_due_at IS NOT NULL"),
+        Index("ix_callback_status_due", "status", "due_at"),
+        UniqueConstraint("ticket_id", "due_at", name="uq_callback_ticket_due"),
+        CheckConstraint("satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5", name="ck_callback_satisfaction"),
+    )
+
+    def check(self) -> None:
+        errors = {}
+        if self.status not in CALLBACK_STATUSES:
+            errors["status"] = [str(T("状态无效", "Invalid status"))]
+        if self.satisfaction is not None and not 1 <= int(self.satisfaction) <= 5:
+            errors["satisfaction"] = [str(T("满意度为 1 到 5 分", "Satisfaction is 1 to 5"))]
+        if errors:
+            raise FieldErrors(errors)
+
+    def refresh_next_due(self, second_level_minutes: int = 60) -> None:
+        if self.status != "pending":
+            self.next_due_at = None
+        elif self.steps_done == 0:
+            self.next_due_at = self.due_at
+        elif self.steps_done == 1:
+            self.next_due_at = self.due_at + dt.timedelta(minutes=second_level_minutes)
+        else:
+            self.next_due_at = None
+
+    def __str__(self) -> str:
+        return f"{self.ticket} 回访"
+
+
+# --- duty and notifications ------------------------------------------------------------------
+class DutyShift(AuditedModel):
+    """Who is on duty when (值班): the escalation sweep tells the supervisor on duty."""
+
+    __tablename__ = "duty_shift"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id"), nullable=False)
+    estate_id: Mapped[int | None] = mapped_column(ForeignKey("estate.id"))
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    post: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    user = relationship("User", foreign_keys=[user_id], lazy="select")
+    estate = relationship("Estate", lazy="select")
+
+    __table_args__ = (Index("ix_duty_shift_time", "starts_at", "ends_at"),)
+
+    def check(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise FieldErrors({"ends_at": [str(T("结束时间须晚于开始时间", "The end must be after the start"))]})
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.starts_at:%m-%d %H:%M}"
+
+
+NOTIFICATION_KINDS = {
+    "major_incident": T("重大事件", "Major incident"),
+    "warn": T("即将超时", "Deadline near"),
+    "level1": T("超时升级至主管", "Late: escalated to supervisor"),
+    "level2": T("超时升级至经理", "Late: escalated to manager"),
+    "callback_late": T("回访超时", "Callback late"),
+}
+NOTIFICATION_CHANNELS = {
+    "inbox": T("站内信", "In-app"),
+    "email": T("邮件", "Email"),
+    "webhook": T("群机器人", "Group robot"),
+}
+NOTIFICATION_STATES = {
+    "pending": T("待发送", "Pending"),
+    "sending": T("发送中", "Sending"),
+    "sent": T("已发送", "Sent"),
+    "failed": T("发送失败", "Failed"),
+}
+
+
+class Notification(Model):
+    """One message to one recipient on one channel about one deadline step. The unique key is
+    claimed before anything is sent, so two sweeps, a rerun or a killed worker never notify twice."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    # "user:<id>" for a person (inbox, email), "role:<name>" for a role's group robot (webhook).
+    recipient: Mapped[str] = mapped_column(String(64), nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False, default="inbox")
+    kind: Mapped[str] = mapped_column(String(24), nullable=False)
+    subject_type: Mapped[str] = mapped_column(String(24), nullable=False, default="ticket")
+    subject_id: Mapped[int] = mapped_column(BigId, nullable=False)
+    deadline_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    body: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    read_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    user = relationship("User", lazy="select")
+
+    __table_args__ = (
+        UniqueConstraint(
+            "subject_type", "subject_id", "kind", "deadline_at", "channel", "recipient", name="uq_notification_once"
+        ),
+        Index("ix_notification_inbox", "user_id", "channel", "read_at"),
+        Index("ix_notification_state", "state", "lease_until"),
+    )
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class NotificationRoute(AuditedModel):
+    """Per role: send email to its members, and/or post to its group robot's webhook."""
+
+    __tablename__ = "notification_route"
+
+    role: Mapped[str] = mapped_column(String(32), nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)  # email / webhook
+    target: Mapped[str | None] = mapped_column(String(500))  # webhook URL
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    __table_args__ = (UniqueConstraint("role", "channel", "target", name="uq_notification_route"),)
+
+    def check(self) -> None:
+        errors = {}
+        if self.channel not in ("email", "webhook"):
+            errors["channel"] = [str(T("渠道为 email 或 webhook", "The channel is email or webhook"))]
+        if self.channel == "webhook" and not (self.target or "").startswith(("http://", "https://")):
+            errors["target"] = [str(T("请填写 http(s) 地址", "Give an http(s) address"))]
+        if errors:
+            raise FieldErrors(errors)
+
+    def __str__(self) -> str:
+        return f"{self.role}/{self.channel}"
+
+
+def ticket_session_defaults(ticket: Ticket) -> None:
+    """Fill what a new ticket derives: number, estate from the unit, deadlines."""
+    session = object_session(ticket)
+    if ticket.reported_at is None:
+        ticket.reported_at = utcnow()
+    if not ticket.number:
+        ticket.number = next_ticket_number(session, ticket.reported_at)
+    if ticket.unit is not None and ticket.estate_id is None:
+        ticket.estate_id = ticket.unit.estate_id
+
+
+__all__ = [
+    "Callback",
+    "DutyShift",
+    "Notification",
+    "NotificationRoute",
+    "SlaPolicy",
+    "Ticket",
+    "TicketEvent",
+]
+
+
+# --- who is told, and claiming each message once -----------------------------------------------
+def users_with_role(session: Session, role_name: str) -> list:
+    from flask_appbuilder.security.sqla.models import Role, User
+
+    return list(
+        session.execute(
+            select(User).join(User.roles).where(Role.name == role_name, User.active.is_(True)).order_by(User.id)
+        ).scalars()
+    )
+
+
+def supervisors_on_duty(session: Session, estate_id: int | None, now: dt.datetime) -> list:
+    """Supervisors whose duty shift covers ``now`` (for the estate or all estates); when nobody
+    is rostered, every supervisor: a late reply is never told to no one."""
+    supervisors = users_with_role(session, "Supervisor")
+    ids = {u.id for u in supervisors}
+    on_duty = (
+        session.execute(
+            select(DutyShift.user_id).where(
+                DutyShift.starts_at <= now,
+                DutyShift.ends_at > now,
+                (DutyShift.estate_id.is_(None)) | (DutyShift.estate_id == estate_id),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    chosen = [u for u in supervisors if u.id in set(on_duty) & ids]
+    return chosen or supervisors
+
+
+def recipients(session: Session, level: int, estate_id: int | None, now: dt.datetime, assignee=None) -> dict[str, list]:
+    """role -> users to tell for an escalation level (0: warn the assignee or the supervisors)."""
+    if level == 0:
+        if assignee is not None:
+            return {"Staff": [assignee]}
+        return {"Supervisor": supervisors_on_duty(session, estate_id, now)}
+    if level == 1:
+        return {"Supervisor": supervisors_on_duty(session, estate_id, now)}
+    return {"Supervisor": supervisors_on_duty(session, estate_id, now), "Manager": users_with_role(session, "Manager")}
+
+
+def claim_notifications(
+    session: Session,
+    *,
+    subject_type: str,
+    subject_id: int,
+    kind: str,
+    deadline_at: dt.datetime,
+    people: dict[str, list],
+    title: str,
+    body: str,
+) -> list[int]:
+    """Insert one row per (recipient, channel) unless it exists; return the ids this call made.
+    The unique key is the claim: whoever inserts the row first sends it, nobody sends it twice."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    routes = session.execute(select(NotificationRoute).where(NotificationRoute.active.is_(True))).scalars().all()
+    rows = []
+    base = {
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "kind": kind,
+        "deadline_at": deadline_at,
+        "title": title[:200],
+        "body": body,
+        "state": "pending",
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
+    for role, users in people.items():
+        emails = any(r.role == role and r.channel == "email" for r in routes)
+        for user in users:
+            rows.append({**base, "user_id": user.id, "recipient": f"user:{user.id}", "channel": "inbox"})
+            if emails and user.email:
+                rows.append({**base, "user_id": user.id, "recipient": f"user:{user.id}", "channel": "email"})
+        for route in routes:
+            if route.role == role and route.channel == "webhook":
+                rows.append({**base, "user_id": None, "recipient": f"route:{route.id}", "channel": "webhook"})
+    if not rows:
+        return []
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    new_ids = []
+    for row in rows:  # RETURNING of a multi-row ON CONFLICT insert is not portable: one at a time
+        got = session.execute(
+            insert_(Notification).values(**row).on_conflict_do_nothing().returning(Notification.id)
+        ).scalar()
+        if got is not None:
+            new_ids.append(got)
+    session.info.setdefault("desk_new_notifications", []).extend(new_ids)
+    return new_ids
+
+
+def _config(name: str, default):
+    from flask import current_app, has_app_context
+
+    return current_app.config.get(name, default) if has_app_context() else default
+
+
+def schedule_callback(session: Session, ticket: Ticket, now: dt.datetime) -> Callback:
+    delay = int(_config("CALLBACK_DELAY_MINUTES", 24 * 60))
+    callback = Callback(ticket=ticket, due_at=now + dt.timedelta(minutes=delay), status="pending")
+    callback.refresh_next_due(int(_config("CALLBACK_SECOND_LEVEL_MINUTES", 240)))
+    session.add(callback)
+    return callback
+
+
+def record_callback_outcome(
+    session: Session,
+    callback: Callback,
+    *,
+    reached: bool,
+    satisfaction: int | None = None,
+    comment: str | None = None,
+    now: dt.datetime | None = None,
+) -> None:
+    """Reached: record satisfaction; an unsatisfied result reopens the ticket, else it closes.
+    Not reached: count the try; after the configured number of tries the callback closes as
+    unreachable and so does the ticket."""
+    now = now or utcnow()
+    if callback.status != "pending":
+        raise FieldErrors({"status": [str(T("该回访已完成", "This callback is already finished"))]})
+    ticket = callback.ticket
+    callback.attempts += 1
+    if reached:
+        if satisfaction is None or not 1 <= int(satisfaction) <= 5:
+            raise FieldErrors({"satisfaction": [str(T("满意度为 1 到 5 分", "Satisfaction is 1 to 5"))]})
+        callback.reached = True
+        callback.satisfaction = int(satisfaction)
+        callback.comment = comment
+        callback.status = "done"
+        callback.done_at = now
+        unsatisfied = callback.satisfaction <= int(_config("CALLBACK_UNSATISFIED_AT_MOST", 2))
+        ticket.record(
+            session, "callback", body=comment, at=now, data={"reached": True, "satisfaction": callback.satisfaction}
+        )
+        if ticket.status in ("callback", "resolved"):
+            ticket.transition(session, "reopened" if unsatisfied else "closed", now=now)
+    else:
+        callback.reached = False
+        callback.comment = comment
+        ticket.record(session, "callback", body=comment, at=now, data={"reached": False, "attempt": callback.attempts})
+        if callback.attempts >= int(_config("CALLBACK_MAX_TRIES", 3)):
+            callback.status = "unreachable"
+            callback.done_at = now
+            if ticket.status in ("callback", "resolved"):
+                ticket.transition(session, "closed", reason=str(T("回访无法联系", "Callback: unreachable")), now=now)
+    callback.refresh_next_due(int(_config("CALLBACK_SECOND_LEVEL_MINUTES", 240)))
+
+
+def notify_major_incident(session: Session, ticket: Ticket) -> list[int]:
+    """Supervisor and manager are told the moment a major case is recorded, whatever the hour."""
+    now = ticket.reported_at or utcnow()
+    people = recipients(session, 2, ticket.estate_id, now)
+    kind_label = TICKET_KINDS[ticket.kind].zh
+    title = f"【重大事件】{kind_label} {ticket.number}"
+    body = f"{ticket.address or ''} {ticket.description}".strip()
+    ids = claim_notifications(
+        session,
+        subject_type="ticket",
+        subject_id=ticket.id,
+        kind="major_incident",
+        deadline_at=now,
+        people=people,
+        title=title,
+        body=body,
+    )
+    if ids:
+        ticket.record(
+            session, "notified", body=title, at=now, data={"notifications": len(ids), "kind": "major_incident"}
+        )
+    return ids
