@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import prison
 from flask import Flask, jsonify, render_template, request
 from flask_appbuilder import AppBuilder, IndexView, expose
 from flask_wtf.csrf import CSRFProtect
@@ -159,6 +160,32 @@ def _register_error_handlers(app: Flask) -> None:
 
     def wants_json() -> bool:
         return request.path.startswith("/api/")
+
+    @app.before_request
+    def no_nul_in_query():
+        # PostgreSQL text cannot hold NUL: a NUL in a filter, search or lookup term would be a
+        # database error. It is never meaningful in this product's URLs.
+        if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            msg = T("参数不能包含空字符（\\x00）", "Arguments must not contain a NUL character (\\x00)")
+            if wants_json():
+                return jsonify(message=str(msg)), 400
+            return render_template("desk/http_error.html", code=400, message=msg), 400
+        return None
+
+    @app.before_request
+    def rison_parses():
+        # FAB's ``@rison`` catches only the parser's own exception; a few malformed values
+        # (``q=1.5e+16``) make the parser raise ValueError and the API answer 500.
+        value = request.args.get("q") if wants_json() else None
+        if not value:
+            return None
+        try:
+            prison.loads(value)
+        except prison.decoder.ParserException:
+            return None  # FAB answers 400 itself, or reads the value as JSON
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError):
+            return jsonify(message="Not a valid rison/json argument"), 400
+        return None
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

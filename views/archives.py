@@ -16,6 +16,7 @@ from models.archives import (
     Unit,
     Vehicle,
 )
+from views.excel import UNIT_IMPORT
 from views.registry import Lookup, Resource, register
 
 UNIT_LOOKUP = Lookup("unit", search=("code",), label=lambda u: f"{u.code}")
@@ -109,7 +110,7 @@ register(
         labels=UNIT_LABELS,
         choices={"use": UNIT_USES, "status": UNIT_STATUSES},
         descriptions={"code": T("如 3-2-1501（楼栋-单元-房号）", "e.g. 3-2-1501 (building-entrance-flat)")},
-        importer=__import__("views.excel", fromlist=["UNIT_IMPORT"]).UNIT_IMPORT,
+        importer=UNIT_IMPORT,
     )
 )
 

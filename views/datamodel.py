@@ -12,11 +12,12 @@ Writes: database and domain errors become ``FieldErrors`` (which field, what is 
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 
 from flask import current_app, g
 from flask_appbuilder.models.sqla.interface import SQLAInterface
-from sqlalchemy import BigInteger, Integer, SmallInteger, cast, column, func, select, table
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import BigInteger, Boolean, Float, Integer, Numeric, SmallInteger, cast, column, func, select, table
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import BadRequest
@@ -31,6 +32,8 @@ MSG_CONFLICT = T(
 MSG_UNIQUE = T("该值已存在，不能重复", "This value already exists")
 MSG_REFERENCED = T("该记录仍被其他记录引用，不能删除", "Other records still refer to this one; it cannot be deleted")
 MSG_INVALID = T("数据不符合规则", "The data breaks a rule")
+MSG_TOO_LARGE = T("数值超出范围", "The number is out of range")
+MSG_NUL = T("不能包含空字符（\\x00）", "Must not contain a NUL character (\\x00)")
 
 # Constraint name -> the field a clerk should look at.
 _CONSTRAINT_FIELD = re.compile(r"(?:uq|ix|ck)_[a-z]+_(?:estate_)?([a-z_]+)")
@@ -53,6 +56,14 @@ def _field_from_integrity_error(exc: IntegrityError) -> tuple[str, T]:
     return field, msg
 
 
+class BadInput(BadRequest):
+    """400 whose text is just the message (FAB's API answers ``str(exc)``)."""
+
+    def __str__(self) -> str:
+        return str(self.description)
+
+
+MSG_BAD_FILTER = T("筛选值无效：{col}", "Invalid filter value for {col}")
 MSG_BAD_PAGE = T("页码无效：应为 0 到 {max} 之间的整数", "Invalid page: a whole number from 0 to {max}")
 MAX_OFFSET = 2**31  # rows; far beyond any list, well inside PostgreSQL's bigint OFFSET
 
@@ -130,6 +141,37 @@ class DeskInterface(SQLAInterface):
         g.desk_count_estimated = True
         return max(int(estimated or 0), exact)
 
+    # --- filter values -------------------------------------------------------------------
+    def _filter_value_ok(self, col_name: str, value) -> bool:
+        if value is None or callable(value):
+            return True  # base filters may filter by a function's result
+        if isinstance(value, str) and "\x00" in value:
+            return False
+        if not isinstance(value, (str, int, float)):
+            return True
+        if self.is_relation(col_name):
+            pk_cols = self.get_related_model(col_name).__table__.primary_key.columns.values()
+            return len(pk_cols) != 1 or parse_int_key(value, pk_cols[0]) is not None
+        col = self.obj.__table__.columns.get(col_name)
+        if col is None:
+            return True
+        if int_column_range(col) is not None:
+            return parse_int_key(value, col) is not None
+        if isinstance(col.type, Boolean):
+            return value in (True, False, 0, 1) or str(value).lower() in {"y", "n", "true", "false", "0", "1", ""}
+        return True
+
+    def _check_filter_values(self, filters) -> None:
+        """A filter value its column cannot hold (a word or 10**30 for a number, a NUL character,
+        a word for a relation's id) is a 400 naming the column, not a database error."""
+        if not filters:
+            return
+        for flt, value in filters.get_filters_values():
+            col_name = getattr(flt, "column_name", "") or ""
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if not self._filter_value_ok(col_name, v):
+                    raise BadInput(str(MSG_BAD_FILTER).format(col=col_name))
+
     # --- paging --------------------------------------------------------------------------
     def query(
         self,
@@ -145,7 +187,8 @@ class DeskInterface(SQLAInterface):
             isinstance(page, bool) or not isinstance(page, int) or page < 0 or page * (page_size or 1) > MAX_OFFSET
         ):
             # The API's rison ``page`` and the screens' ``page_<View>`` argument alike.
-            raise BadRequest(str(MSG_BAD_PAGE).format(max=MAX_OFFSET // (page_size or 1)))
+            raise BadInput(str(MSG_BAD_PAGE).format(max=MAX_OFFSET // (page_size or 1)))
+        self._check_filter_values(filters)
         base = self.session.query(self.obj)
         if not select_columns and page_size:
             base = self._eager_list_relations(base)
@@ -235,7 +278,7 @@ class DeskInterface(SQLAInterface):
         return query
 
     # --- writes --------------------------------------------------------------------------
-    def _commit(self, action) -> None:
+    def _commit(self, action, item=None) -> None:
         try:
             action()
             self.session.commit()
@@ -249,21 +292,57 @@ class DeskInterface(SQLAInterface):
             self.session.rollback()
             field, msg = _field_from_integrity_error(exc)
             raise FieldErrors({field: [str(msg)]}) from None
+        except DataError:
+            # A value the column cannot hold that no validator caught: the input is wrong, not
+            # the server. Name the field while the item still holds the value.
+            errors = self._value_errors(item) if item is not None else {}
+            self.session.rollback()
+            raise FieldErrors(errors or {"id": [str(MSG_INVALID)]}) from None
         except SQLAlchemyError:
             self.session.rollback()
             raise
+
+    @staticmethod
+    def _value_errors(item) -> dict[str, list[str]]:
+        """The fields holding values no column of their type can hold (the database refuses them
+        without naming the column): NUL in text, integers beyond the column's range, numbers
+        with more whole digits than a NUMERIC(p, s) keeps."""
+        errors = {}
+        for col in item.__table__.columns:
+            value = getattr(item, col.key, None)
+            if value is None or isinstance(value, bool):
+                continue
+            if isinstance(value, str) and "\x00" in value:
+                errors[col.key] = [str(MSG_NUL)]
+            elif isinstance(value, int) and int_column_range(col) is not None:
+                low, high = int_column_range(col)
+                if not low <= value <= high:
+                    errors[col.key] = [str(MSG_TOO_LARGE)]
+            elif (
+                isinstance(value, (int, float, Decimal))
+                and isinstance(col.type, Numeric)
+                and not isinstance(col.type, Float)
+            ):
+                precision, scale = col.type.precision, col.type.scale or 0
+                try:
+                    too_large = precision is not None and abs(Decimal(str(value))) >= Decimal(10) ** (precision - scale)
+                except InvalidOperation:
+                    too_large = True  # inf / nan
+                if too_large:
+                    errors[col.key] = [str(MSG_TOO_LARGE)]
+        return errors
 
     def add(self, item, commit: bool = True) -> None:
         if not commit:
             self.session.add(item)
             return
-        self._commit(lambda: self.session.add(item))
+        self._commit(lambda: self.session.add(item), item)
 
     def edit(self, item, commit: bool = True) -> None:
         if not commit:
             self.session.merge(item)
             return
-        self._commit(lambda: self.session.merge(item))
+        self._commit(lambda: self.session.merge(item), item)
 
     def delete(self, item, commit: bool = True) -> None:
         if not commit:

@@ -300,6 +300,30 @@ register(
         view_mixins=(TicketViewMixin,),
         api_mixins=(TicketApiMixin,),
         show_template="desk/ticket_show.html",
+        fieldsets=[
+            (
+                T("登记（急救先记地址和电话）", "Record (emergency: address and phone first)"),
+                [
+                    "kind",
+                    "subkind",
+                    "priority",
+                    "channel",
+                    "address",
+                    "callback_phone",
+                    "unit",
+                    "owner",
+                    "visitor_name",
+                    "visitor_phone",
+                    "description",
+                    "assignee",
+                ],
+                True,
+            ),
+            (T("报修", "Repair"), ["responsibility", "agreed_visit_at", "cost"], True),
+            (T("急救", "Emergency medical"), ["medical_path", "dispatched"], True),
+            (T("咨询", "Consultation"), ["consult_mode", "reply", "confidential"], True),
+            (T("投诉", "Complaint"), ["complaint_about"], True),
+        ],
         descriptions={
             "address": T("急救：先登记地址和电话", "Emergency: record address and phone first"),
             "cost": T(

@@ -840,13 +840,6 @@ class ImportMixin:
     """``import_xlsx`` and ``import_template`` on a generic screen (views/base.py) whose resource
     has an ``importer``. Permissions: write and read on the resource (``VIEW_PERMISSIONS``)."""
 
-    def write(self):
-        """Not a route. desk/list.html asks ``"can_write" | is_item_visible(view)``, and FAB resolves
-        that through a method named ``write``; this marker answers it with the write permission."""
-        abort(404)
-
-    write._permission_name = "write"
-
     def _importer(self) -> ImportSpec:
         spec = getattr(self.resource, "importer", None)
         if spec is None:

@@ -74,6 +74,8 @@ class Resource:
     # FAB base filters applied to every list, detail and write (e.g. "only my notifications").
     base_filters: Sequence[Any] = ()
     show_template: str | None = None
+    # Form sections: [(title, [columns], expanded)], for long forms (a ticket's class-specific parts).
+    fieldsets: Sequence[tuple[T, Sequence[str], bool]] = ()
     # Which columns a list may be ordered by (API); defaults to the plain list columns.
     order_columns: Sequence[str] | None = None
 

@@ -17,3 +17,20 @@ $(function () {
     });
   });
 });
+
+// Ticket form: show the class-specific sections that apply to the chosen class only.
+$(function () {
+  var kind = $("select#kind");
+  if (!kind.length || !$(".panel-group, .panel").length) { return; }
+  var sections = {repair: 1, emergency_medical: 2, consultation: 3, complaint: 4};
+  function refresh() {
+    var panels = kind.closest("form").find(".panel");
+    if (panels.length < 5) { return; }
+    panels.each(function (i) {
+      if (i === 0) { return; }
+      $(this).toggle(sections[kind.val()] === i);
+    });
+  }
+  kind.on("change", refresh);
+  refresh();
+});
