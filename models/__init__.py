@@ -2,15 +2,37 @@
 
 from models.archives import Building, Estate, Owner, Ownership, Resident, Unit, Vehicle
 from models.base import AuditedModel, ChangeLog, acting_as, utcnow
+from models.calendar import Holiday
+from models.desk import Callback, DutyShift, Notification, NotificationRoute, SlaPolicy, Ticket, TicketEvent
+from models.fees import Bill, BillingRun, FeeItem, FeeStandard, MeterReading
+from models.payments import DunningNotice, Payment, PaymentAllocation, ReceiptCounter, Refund
 
 __all__ = [
     "AuditedModel",
+    "Bill",
+    "BillingRun",
     "Building",
+    "Callback",
     "ChangeLog",
+    "DunningNotice",
+    "DutyShift",
     "Estate",
+    "FeeItem",
+    "FeeStandard",
+    "Holiday",
+    "MeterReading",
+    "Notification",
+    "NotificationRoute",
     "Owner",
     "Ownership",
+    "Payment",
+    "PaymentAllocation",
+    "ReceiptCounter",
+    "Refund",
     "Resident",
+    "SlaPolicy",
+    "Ticket",
+    "TicketEvent",
     "Unit",
     "Vehicle",
     "acting_as",

@@ -1,0 +1,510 @@
+"""Fees (收费): fee items, fee standards and their approval, meter readings, monthly bills and
+billing runs. DESIGN.md item 7. Money is ``Numeric`` / ``Decimal`` everywhere, never float.
+
+A standard is drafted, declared for approval (申报) with its basis document, approved by a
+Manager and only then bills; a change is a new version (``revision``) that supersedes the old one;
+a bill keeps the standard version it used. Two effective approved standards of the same item and
+scope (estate x unit use) may not overlap in time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+
+from flask_appbuilder import Model
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
+
+from app.i18n import T
+from models.archives import UNIT_USES
+from models.base import AuditedModel, UTCDateTime, utcnow
+from models.errors import FieldErrors
+
+MONEY = Numeric(14, 2)
+PRICE = Numeric(14, 4)
+RATE = Numeric(8, 6)
+
+FEE_KINDS = {
+    "property_service": T("物业服务费", "Property service fee"),
+    "parking": T("停车费", "Parking fee"),
+    "garbage": T("垃圾处理费", "Garbage fee"),
+    "water": T("水费（代收）", "Water (collected on behalf)"),
+    "electricity": T("电费（代收）", "Electricity (collected on behalf)"),
+    "gas": T("燃气费（代收）", "Gas (collected on behalf)"),
+    "elevator": T("电梯费", "Elevator fee"),
+    "renovation": T("装修费用", "Renovation charges"),
+    "service": T("有偿服务费", "Paid services"),
+    "other": T("其他", "Other"),
+}
+BASES = {
+    "per_area_month": T("按建筑面积每月（元/㎡·月）", "Per m² of gross area per month"),
+    "per_unit_month": T("按户每月（元/户·月）", "Fixed per unit per month"),
+    "per_quantity": T("按计量（元/度、元/吨）", "Per metered quantity"),
+    "one_off": T("一次性", "One-off"),
+}
+ROUNDINGS = {
+    "half_up_cent": T("四舍五入到分", "Round half up to the cent"),
+    "down_cent": T("舍去到分", "Round down to the cent"),
+    "up_cent": T("进位到分", "Round up to the cent"),
+    "half_up_jiao": T("四舍五入到角", "Round half up to 10 cents"),
+    "half_up_yuan": T("四舍五入到元", "Round half up to the yuan"),
+}
+_ROUNDING_RULES = {
+    "half_up_cent": (Decimal("0.01"), ROUND_HALF_UP),
+    "down_cent": (Decimal("0.01"), ROUND_DOWN),
+    "up_cent": (Decimal("0.01"), ROUND_UP),
+    "half_up_jiao": (Decimal("0.1"), ROUND_HALF_UP),
+    "half_up_yuan": (Decimal("1"), ROUND_HALF_UP),
+}
+STANDARD_STATUSES = {
+    "draft": T("草稿", "Draft"),
+    "declared": T("已申报", "Declared for approval"),
+    "approved": T("已批准", "Approved"),
+    "rejected": T("已驳回", "Rejected"),
+    "retired": T("已停用", "Retired"),
+}
+BILL_STATUSES = {
+    "open": T("未缴", "Unpaid"),
+    "partial": T("部分缴纳", "Partly paid"),
+    "paid": T("已缴清", "Paid"),
+    "void": T("已作废", "Void"),
+}
+RUN_STATUSES = {"running": T("进行中", "Running"), "done": T("完成", "Done"), "failed": T("失败", "Failed")}
+
+
+def round_money(value: Decimal, rule: str) -> Decimal:
+    """The standard's rounding rule, applied once to a bill line's amount."""
+    quantum, mode = _ROUNDING_RULES[rule]
+    return Decimal(value).quantize(quantum, rounding=mode).quantize(Decimal("0.01"))
+
+
+def month_bounds(period: str) -> tuple[dt.date, dt.date]:
+    """'2026-11' -> (2026-11-01, 2026-12-01)."""
+    try:
+        year, month = (int(x) for x in period.split("-"))
+        first = dt.date(year, month, 1)
+    except (ValueError, AttributeError):
+        raise FieldErrors({"period": [str(T("账期格式为 YYYY-MM", "The period is YYYY-MM"))]}) from None
+    nxt = dt.date(year + (month == 12), month % 12 + 1, 1)
+    return first, nxt
+
+
+def line_amount(
+    basis: str,
+    unit_price: Decimal,
+    rounding: str,
+    *,
+    gross_area: Decimal | None = None,
+    quantity: Decimal | None = None,
+    period: str | None = None,
+    handover_date: dt.date | None = None,
+) -> tuple[Decimal, Decimal, int | None]:
+    """The reference computation of one bill line: (quantity, amount, billed days or None).
+
+    Monthly bases are prorated in the first month from the handover date: the month's share is
+    (days from handover to month end) / (days in month), applied before rounding. The SQL billing
+    path in jobs/billing.py must give the same amounts (a test compares them).
+    """
+    price = Decimal(unit_price)
+    days = None
+    if basis == "per_area_month":
+        qty = Decimal(gross_area)
+        raw = qty * price
+    elif basis == "per_unit_month":
+        qty = Decimal(1)
+        raw = price
+    elif basis == "per_quantity":
+        qty = Decimal(quantity or 0)
+        raw = qty * price
+    else:  # one_off
+        qty = Decimal(quantity or 1)
+        raw = qty * price
+    if basis in ("per_area_month", "per_unit_month") and period and handover_date:
+        first, nxt = month_bounds(period)
+        if first < handover_date < nxt:
+            month_days = (nxt - first).days
+            days = (nxt - handover_date).days
+            raw = raw * Decimal(days) / Decimal(month_days)
+    return qty, round_money(raw, rounding), days
+
+
+class FeeItem(AuditedModel):
+    """A kind of charge (收费项目) with its late-fee rule."""
+
+    __tablename__ = "fee_item"
+
+    code: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(24), nullable=False, default="other")
+    # Late fees (滞纳金): after the grace days, a daily rate on the unpaid principal, capped at a
+    # share of the principal (1.0 = never more than the principal itself).
+    grace_days: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
+    late_daily_rate: Mapped[Decimal] = mapped_column(RATE, nullable=False, default=Decimal("0"))
+    late_cap_rate: Mapped[Decimal] = mapped_column(RATE, nullable=False, default=Decimal("0"))
+    due_days: Mapped[int] = mapped_column(Integer, nullable=False, default=15)  # after the period starts
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("grace_days >= 0 AND due_days >= 0", name="ck_fee_item_days"),
+        CheckConstraint("late_daily_rate >= 0 AND late_cap_rate >= 0", name="ck_fee_item_rates"),
+    )
+
+    def check(self) -> None:
+        errors = {}
+        if self.kind not in FEE_KINDS:
+            errors["kind"] = [str(T("类型无效", "Invalid kind"))]
+        for f in ("grace_days", "due_days"):
+            if getattr(self, f) is None or getattr(self, f) < 0:
+                errors[f] = [str(T("不能为负数", "Cannot be negative"))]
+        for f in ("late_daily_rate", "late_cap_rate"):
+            if getattr(self, f) is None or Decimal(getattr(self, f)) < 0:
+                errors[f] = [str(T("不能为负数", "Cannot be negative"))]
+        if errors:
+            raise FieldErrors(errors)
+
+
+fee_standard_estate = Table(
+    "fee_standard_estate",
+    Model.metadata,
+    Column("fee_standard_id", ForeignKey("fee_standard.id", ondelete="CASCADE"), primary_key=True),
+    Column("estate_id", ForeignKey("estate.id"), primary_key=True),
+)
+
+
+class FeeStandard(AuditedModel):
+    """A price for a fee item (收费标准): basis, unit price, rounding, scope, effective period."""
+
+    __tablename__ = "fee_standard"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("fee_item.id"), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("fee_standard.id"))
+    basis: Mapped[str] = mapped_column(String(24), nullable=False)
+    unit_price: Mapped[Decimal] = mapped_column(PRICE, nullable=False)
+    rounding: Mapped[str] = mapped_column(String(16), nullable=False, default="half_up_cent")
+    unit_uses: Mapped[list] = mapped_column(JSON, nullable=False, default=lambda: ["residential"])
+    effective_from: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    effective_to: Mapped[dt.date | None] = mapped_column(Date)  # inclusive; None: open-ended
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="draft")
+    basis_document: Mapped[str | None] = mapped_column(String(255))  # stored file name (申报依据)
+    declared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    # Metered standards: unsold units billed to the developer, or not billed at all.
+    bill_unsold_to_developer: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    item = relationship("FeeItem", lazy="select")
+    estates = relationship("Estate", secondary=fee_standard_estate, lazy="select")
+    supersedes = relationship("FeeStandard", remote_side="FeeStandard.id", lazy="select")
+    approved_by = relationship("User", foreign_keys=[approved_by_id], lazy="select")
+
+    __table_args__ = (
+        CheckConstraint("unit_price >= 0", name="ck_fee_standard_price"),
+        CheckConstraint("effective_to IS NULL OR effective_to >= effective_from", name="ck_fee_standard_period"),
+        Index("ix_fee_standard_item_status", "item_id", "status"),
+    )
+
+    def __str__(self) -> str:
+        item = self.item.name if self.item else self.item_id
+        return f"{item} v{self.revision} ¥{self.unit_price}"
+
+    def check(self) -> None:
+        errors = {}
+        if self.basis not in BASES:
+            errors["basis"] = [str(T("计费方式无效", "Invalid basis"))]
+        if self.rounding not in ROUNDINGS:
+            errors["rounding"] = [str(T("舍入规则无效", "Invalid rounding rule"))]
+        if self.unit_price is None or Decimal(self.unit_price) < 0:
+            errors["unit_price"] = [str(T("单价不能为负数", "The unit price cannot be negative"))]
+        elif Decimal(self.unit_price).as_tuple().exponent < -4:
+            errors["unit_price"] = [str(T("单价最多 4 位小数", "At most 4 decimal places"))]
+        if not self.unit_uses or any(u not in UNIT_USES for u in self.unit_uses):
+            errors["unit_uses"] = [str(T("适用房屋用途无效", "Invalid unit uses"))]
+        if self.effective_from and self.effective_to and self.effective_to < self.effective_from:
+            errors["effective_to"] = [
+                str(T("结束日期不能早于开始日期", "The end date cannot be before the start date"))
+            ]
+        if self.status not in STANDARD_STATUSES:
+            errors["status"] = [str(T("状态无效", "Invalid status"))]
+        if errors:
+            raise FieldErrors(errors)
+
+    # --- life cycle ----------------------------------------------------------------------
+    def declare(self, document: str | None = None, now: dt.datetime | None = None) -> None:
+        if self.status not in ("draft", "rejected"):
+            raise FieldErrors(
+                {
+                    "status": [
+                        str(T("只有草稿或被驳回的标准可以申报", "Only a draft or rejected standard can be declared"))
+                    ]
+                }
+            )
+        document = document or self.basis_document
+        if not document:
+            raise FieldErrors({"basis_document": [str(T("申报须附依据文件", "Attach the basis document to declare"))]})
+        self.basis_document = document
+        self.status = "declared"
+        self.declared_at = now or utcnow()
+
+    def approve(self, approver_id: int, note: str | None = None, now: dt.datetime | None = None) -> None:
+        """A Manager approves a declared standard; it must not overlap another effective one."""
+        if self.status != "declared":
+            raise FieldErrors(
+                {"status": [str(T("只有已申报的标准可以批准", "Only a declared standard can be approved"))]}
+            )
+        clash = self.overlapping()
+        if clash is not None:
+            raise FieldErrors(
+                {
+                    "effective_from": [
+                        str(
+                            T(
+                                f"与已生效的标准（第 {clash.revision} 版，{clash.effective_from} 起）时间重叠",
+                                f"Overlaps the effective standard (revision {clash.revision}, from {clash.effective_from})",
+                            )
+                        )
+                    ]
+                }
+            )
+        self.status = "approved"
+        self.approved_by_id = approver_id
+        self.approved_at = now or utcnow()
+        self.decision_note = note
+
+    def reject(self, note: str) -> None:
+        if self.status != "declared":
+            raise FieldErrors(
+                {"status": [str(T("只有已申报的标准可以驳回", "Only a declared standard can be rejected"))]}
+            )
+        if not note:
+            raise FieldErrors({"decision_note": [str(T("驳回须写明原因", "A rejection needs a reason"))]})
+        self.status = "rejected"
+        self.decision_note = note
+
+    def retire(self, last_day: dt.date | None = None) -> None:
+        if self.status != "approved":
+            raise FieldErrors(
+                {"status": [str(T("只有已批准的标准可以停用", "Only an approved standard can be retired"))]}
+            )
+        if last_day is not None:
+            self.effective_to = last_day
+        self.status = "retired"
+
+    def new_revision(self) -> FeeStandard:
+        """A change is a new version: a draft copy that will supersede this one when approved."""
+        return FeeStandard(
+            item_id=self.item_id,
+            revision=self.revision + 1,
+            supersedes_id=self.id,
+            basis=self.basis,
+            unit_price=self.unit_price,
+            rounding=self.rounding,
+            unit_uses=list(self.unit_uses),
+            effective_from=self.effective_from,
+            effective_to=self.effective_to,
+            estates=list(self.estates),
+            bill_unsold_to_developer=self.bill_unsold_to_developer,
+            status="draft",
+        )
+
+    def overlapping(self) -> FeeStandard | None:
+        """Another approved standard of the same item whose scope (estates x uses) and dates meet
+        this one's. The one this revision supersedes does not count if it ends before we start."""
+        session = object_session(self)
+        mine_estates = {e.id for e in self.estates}
+        candidates = session.execute(
+            select(FeeStandard).where(
+                FeeStandard.item_id == self.item_id,
+                FeeStandard.status == "approved",
+                FeeStandard.id != (self.id or 0),
+            )
+        ).scalars()
+        for other in candidates:
+            if not (mine_estates & {e.id for e in other.estates}):
+                continue
+            if not set(self.unit_uses) & set(other.unit_uses):
+                continue
+            a_end = self.effective_to or dt.date.max
+            b_end = other.effective_to or dt.date.max
+            if self.effective_from <= b_end and other.effective_from <= a_end:
+                return other
+        return None
+
+
+class MeterReading(AuditedModel):
+    """A meter reading for a metered fee item (水、电、燃气)."""
+
+    __tablename__ = "meter_reading"
+
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), nullable=False)
+    item_id: Mapped[int] = mapped_column(ForeignKey("fee_item.id"), nullable=False)
+    period: Mapped[str] = mapped_column(String(7), nullable=False)
+    read_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    reading: Mapped[Decimal] = mapped_column(Numeric(14, 2), nullable=False)
+    previous_reading: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    is_replacement: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    quantity: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+
+    unit = relationship("Unit", lazy="select")
+    item = relationship("FeeItem", lazy="select")
+
+    __table_args__ = (UniqueConstraint("unit_id", "item_id", "period", name="uq_meter_reading_unit_item_period"),)
+
+    def check(self) -> None:
+        errors = {}
+        month_bounds(self.period or "")
+        session = object_session(self)
+        prev = session.execute(
+            select(MeterReading)
+            .where(
+                MeterReading.unit_id == self.unit_id,
+                MeterReading.item_id == self.item_id,
+                MeterReading.period < self.period,
+            )
+            .order_by(MeterReading.period.desc())
+            .limit(1)
+        ).scalar()
+        if self.reading is None or Decimal(self.reading) < 0:
+            errors["reading"] = [str(T("读数不能为负数", "The reading cannot be negative"))]
+        elif prev is not None:
+            self.previous_reading = prev.reading
+            if Decimal(self.reading) < Decimal(prev.reading) and not self.is_replacement:
+                errors["reading"] = [
+                    str(
+                        T(
+                            f"读数低于上期（{prev.reading}）；如已换表请勾选“换表”",
+                            f"Below the previous reading ({prev.reading}); tick 'meter replaced' if the meter was changed",
+                        )
+                    )
+                ]
+        if not errors:
+            base = (
+                Decimal(0) if (self.is_replacement or self.previous_reading is None) else Decimal(self.previous_reading)
+            )
+            self.quantity = Decimal(self.reading) - base
+        if errors:
+            raise FieldErrors(errors)
+
+
+class BillingRun(AuditedModel):
+    """One billing of one period for one estate: who or what started it, counts and totals."""
+
+    __tablename__ = "billing_run"
+
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estate.id"), nullable=False)
+    period: Mapped[str] = mapped_column(String(7), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
+    started_by: Mapped[str] = mapped_column(String(64), nullable=False)  # a username or "beat"
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lines_created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    amount_created: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
+    lines_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    amount_total: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    estate = relationship("Estate", lazy="select")
+
+    __table_args__ = (Index("ix_billing_run_estate_period", "estate_id", "period"),)
+
+    def __str__(self) -> str:
+        return f"{self.period} #{self.id}"
+
+
+class Bill(AuditedModel):
+    """One bill line: a unit, a fee item, a period, the standard version used, the amount."""
+
+    __tablename__ = "bill"
+
+    estate_id: Mapped[int] = mapped_column(ForeignKey("estate.id"), nullable=False)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), nullable=False)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owner.id"))  # None: the developer (unsold)
+    billed_to_developer: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    item_id: Mapped[int] = mapped_column(ForeignKey("fee_item.id"), nullable=False)
+    standard_id: Mapped[int | None] = mapped_column(ForeignKey("fee_standard.id"))
+    period: Mapped[str] = mapped_column(String(7), nullable=False)
+    # One-off charges (renovation deposit, a paid service) carry their own reference, e.g.
+    # "service_order:17"; monthly lines have "" (not NULL, so the unique key holds on SQLite too).
+    source: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    quantity: Mapped[Decimal] = mapped_column(Numeric(14, 4), nullable=False)
+    unit_price: Mapped[Decimal] = mapped_column(PRICE, nullable=False)
+    billed_days: Mapped[int | None] = mapped_column(Integer)
+    amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
+    paid_amount: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
+    late_fee: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
+    late_fee_waived: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
+    waive_reason: Mapped[str | None] = mapped_column(String(200))
+    due_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="open")
+    disputed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    dispute_note: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("billing_run.id"))
+
+    estate = relationship("Estate", lazy="select")
+    unit = relationship("Unit", lazy="select")
+    owner = relationship("Owner", lazy="select")
+    item = relationship("FeeItem", lazy="select")
+    standard = relationship("FeeStandard", lazy="select")
+
+    __table_args__ = (
+        # The idempotency key of billing: a unit is billed once per item and period (monthly), or
+        # once per source (one-off charges).
+        UniqueConstraint("unit_id", "item_id", "period", "source", name="uq_bill_unit_item_period_source"),
+        CheckConstraint(
+            "amount >= 0 AND paid_amount >= 0 AND paid_amount <= amount + late_fee", name="ck_bill_amounts"
+        ),
+        CheckConstraint(
+            "late_fee >= 0 AND late_fee_waived >= 0 AND late_fee_waived <= late_fee", name="ck_bill_late_fee"
+        ),
+        Index("ix_bill_open_due", "status", "due_date"),
+        Index("ix_bill_unit_period", "unit_id", "period"),
+        Index("ix_bill_estate_period", "estate_id", "period"),
+    )
+
+    @property
+    def outstanding(self) -> Decimal:
+        """What is still owed on this line: principal plus unwaived late fee, less payments."""
+        return Decimal(self.amount) + Decimal(self.late_fee) - Decimal(self.late_fee_waived) - Decimal(self.paid_amount)
+
+    def check(self) -> None:
+        errors = {}
+        month_bounds(self.period or "")
+        if self.status not in BILL_STATUSES:
+            errors["status"] = [str(T("状态无效", "Invalid status"))]
+        if Decimal(self.amount) < 0:
+            errors["amount"] = [str(T("金额不能为负数", "The amount cannot be negative"))]
+        if self.outstanding < 0:
+            errors["paid_amount"] = [str(T("实收超过应收", "Paid more than owed"))]
+        if errors:
+            raise FieldErrors(errors)
+
+    def __str__(self) -> str:
+        return f"{self.period} {self.item.name if self.item else ''} ¥{self.amount}"
+
+
+def next_revision(session: Session, item_id: int) -> int:
+    last = session.execute(
+        select(FeeStandard.revision)
+        .where(FeeStandard.item_id == item_id)
+        .order_by(FeeStandard.revision.desc())
+        .limit(1)
+    ).scalar()
+    return (last or 0) + 1
