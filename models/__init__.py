@@ -6,9 +6,25 @@ from models.calendar import Holiday
 from models.desk import Callback, DutyShift, Notification, NotificationRoute, SlaPolicy, Ticket, TicketEvent
 from models.fees import Bill, BillingRun, FeeItem, FeeStandard, MeterReading
 from models.payments import DunningNotice, Payment, PaymentAllocation, ReceiptCounter, Refund
+from models.renovation import (
+    DepositDeduction,
+    RectificationOrder,
+    Renovation,
+    RenovationExtension,
+    RenovationInspection,
+)
+from models.services import ServiceItem, ServiceOrder, ServiceSubscription
 
 __all__ = [
     "AuditedModel",
+    "DepositDeduction",
+    "RectificationOrder",
+    "Renovation",
+    "RenovationExtension",
+    "RenovationInspection",
+    "ServiceItem",
+    "ServiceOrder",
+    "ServiceSubscription",
     "Bill",
     "BillingRun",
     "Building",

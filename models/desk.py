@@ -221,6 +221,7 @@ class Ticket(AuditedModel):
     confidential: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     # complaint
     complaint_about: Mapped[str | None] = mapped_column(String(24))
+    renovation_id: Mapped[int | None] = mapped_column(ForeignKey("renovation.id"))  # a complaint it caused
     # times and deadlines
     reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -240,6 +241,7 @@ class Ticket(AuditedModel):
     unit = relationship("Unit", lazy="select")
     owner = relationship("Owner", lazy="select")
     resident = relationship("Resident", lazy="select")
+    renovation = relationship("Renovation", lazy="select")
     assignee = relationship("User", foreign_keys=[assignee_id], lazy="select")
     events = relationship(
         "TicketEvent", back_populates="ticket", order_by="TicketEvent.id", lazy="select", viewonly=True

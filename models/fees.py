@@ -508,3 +508,55 @@ def next_revision(session: Session, item_id: int) -> int:
         .limit(1)
     ).scalar()
     return (last or 0) + 1
+
+
+def post_one_off_charge(
+    session: Session,
+    *,
+    unit,
+    item: FeeItem,
+    amount: Decimal,
+    source: str,
+    period: str | None = None,
+    due_date: dt.date | None = None,
+    quantity: Decimal = Decimal(1),
+) -> Bill:
+    """Put a one-off charge (a renovation deposit or fee, a paid service) on the unit's bills.
+    Idempotent by ``source``: posting the same source twice returns the existing line."""
+    existing = session.execute(
+        select(Bill).where(Bill.unit_id == unit.id, Bill.item_id == item.id, Bill.source == source)
+    ).scalar()
+    if existing is not None:
+        return existing
+    amount = Decimal(amount)
+    if amount < 0 or amount.as_tuple().exponent < -2:
+        raise FieldErrors(
+            {"amount": [str(T("金额须为非负数，最多 2 位小数", "The amount must be >= 0 with at most 2 decimals"))]}
+        )
+    today = dt.date.today()
+    owner = None
+    from models.archives import Ownership
+
+    owner_id = session.execute(
+        select(Ownership.owner_id)
+        .where(Ownership.unit_id == unit.id, (Ownership.until.is_(None)) | (Ownership.until >= today))
+        .order_by(Ownership.share.desc(), Ownership.id)
+        .limit(1)
+    ).scalar()
+    bill = Bill(
+        estate_id=unit.estate_id,
+        unit_id=unit.id,
+        owner_id=owner_id or owner,
+        billed_to_developer=False,
+        item_id=item.id,
+        standard_id=None,
+        period=period or f"{today:%Y-%m}",
+        source=source,
+        quantity=Decimal(quantity),
+        unit_price=amount / Decimal(quantity) if quantity else amount,
+        amount=amount,
+        due_date=due_date or today + dt.timedelta(days=item.due_days),
+        status="open",
+    )
+    session.add(bill)
+    return bill

@@ -1,8 +1,8 @@
-"""fees: items, standards, meters, bills, payments, dunning
+"""fees, payments, dunning, paid services and renovations
 
 Revision ID: fees0001
 Revises: b268cb9ea394
-Create Date: 2026-11-28 20:24:26.456910
+Create Date: 2026-11-28 20:27:24.636488
 
 """
 from alembic import op
@@ -119,12 +119,45 @@ def upgrade():
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('estate_id', 'year', name='uq_receipt_counter_estate_year')
     )
+    op.create_table('service_item',
+    sa.Column('code', sa.String(length=32), nullable=False),
+    sa.Column('category', sa.String(length=16), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('name_en', sa.String(length=100), nullable=False),
+    sa.Column('description', sa.Text(), nullable=True),
+    sa.Column('pricing', sa.String(length=16), nullable=False),
+    sa.Column('price', sa.Numeric(precision=14, scale=2), nullable=True),
+    sa.Column('unit_label', sa.String(length=16), nullable=True),
+    sa.Column('materials_extra', sa.Boolean(), nullable=False),
+    sa.Column('demo_price', sa.Boolean(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('fee_item_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.CheckConstraint('price IS NULL OR price >= 0', name='ck_service_item_price'),
+    sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['fee_item_id'], ['fee_item.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('code')
+    )
     op.create_table('fee_standard_estate',
     sa.Column('fee_standard_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('estate_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.ForeignKeyConstraint(['estate_id'], ['estate.id'], ),
     sa.ForeignKeyConstraint(['fee_standard_id'], ['fee_standard.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('fee_standard_id', 'estate_id')
+    )
+    op.create_table('service_item_estate',
+    sa.Column('service_item_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('estate_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.ForeignKeyConstraint(['estate_id'], ['estate.id'], ),
+    sa.ForeignKeyConstraint(['service_item_id'], ['service_item.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('service_item_id', 'estate_id')
     )
     op.create_table('bill',
     sa.Column('estate_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -258,6 +291,28 @@ def upgrade():
         batch_op.create_index('ix_payment_paid_at', ['paid_at'], unique=False)
         batch_op.create_index('ix_payment_unit', ['unit_id'], unique=False)
 
+    op.create_table('service_subscription',
+    sa.Column('item_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('unit_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('recurrence', sa.String(length=16), nullable=False),
+    sa.Column('first_start', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('duration_minutes', sa.Integer(), nullable=False),
+    sa.Column('until', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('assignee_id', sa.Integer(), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['assignee_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['item_id'], ['service_item.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('payment_allocation',
     sa.Column('payment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('bill_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -300,17 +355,225 @@ def upgrade():
     sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('renovation',
+    sa.Column('number', sa.String(length=24), nullable=False),
+    sa.Column('unit_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('owner_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('contractor', sa.String(length=100), nullable=False),
+    sa.Column('person_in_charge', sa.String(length=64), nullable=False),
+    sa.Column('phone', sa.String(length=32), nullable=False),
+    sa.Column('workers', sa.Integer(), nullable=False),
+    sa.Column('scope', sa.JSON(), nullable=False),
+    sa.Column('load_bearing_change', sa.Boolean(), nullable=False),
+    sa.Column('description', sa.Text(), nullable=True),
+    sa.Column('planned_start', sa.Date(), nullable=False),
+    sa.Column('planned_end', sa.Date(), nullable=False),
+    sa.Column('working_hours', sa.String(length=64), nullable=False),
+    sa.Column('drawings', sa.JSON(), nullable=False),
+    sa.Column('deposit', sa.Numeric(precision=14, scale=2), nullable=False),
+    sa.Column('management_fee', sa.Numeric(precision=14, scale=2), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('decision_note', sa.Text(), nullable=True),
+    sa.Column('decided_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.Column('permit_no', sa.String(length=32), nullable=True),
+    sa.Column('actual_end', sa.Date(), nullable=True),
+    sa.Column('acceptance_note', sa.Text(), nullable=True),
+    sa.Column('deposit_refunded', sa.Numeric(precision=14, scale=2), nullable=True),
+    sa.Column('refund_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('next_inspection_on', sa.Date(), nullable=True),
+    sa.Column('overdue_alerted_on', sa.Date(), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.CheckConstraint('deposit >= 0 AND management_fee >= 0', name='ck_renovation_money'),
+    sa.CheckConstraint('planned_end >= planned_start', name='ck_renovation_dates'),
+    sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['owner_id'], ['owner.id'], ),
+    sa.ForeignKeyConstraint(['refund_id'], ['refund.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('number'),
+    sa.UniqueConstraint('permit_no')
+    )
+    with op.batch_alter_table('renovation', schema=None) as batch_op:
+        batch_op.create_index('ix_renovation_status', ['status'], unique=False)
+        batch_op.create_index('ix_renovation_unit', ['unit_id'], unique=False)
+
+    op.create_table('deposit_deduction',
+    sa.Column('renovation_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('amount', sa.Numeric(precision=14, scale=2), nullable=False),
+    sa.Column('reason', sa.String(length=200), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.CheckConstraint('amount > 0', name='ck_deposit_deduction_amount'),
+    sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['renovation_id'], ['renovation.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('renovation_extension',
+    sa.Column('renovation_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('new_end', sa.Date(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('decided_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decision_note', sa.Text(), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['renovation_id'], ['renovation.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('renovation_inspection',
+    sa.Column('renovation_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('inspected_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('inspector_id', sa.Integer(), nullable=True),
+    sa.Column('findings', sa.Text(), nullable=False),
+    sa.Column('photos', sa.JSON(), nullable=False),
+    sa.Column('violation', sa.Boolean(), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['inspector_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['renovation_id'], ['renovation.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('rectification_order',
+    sa.Column('renovation_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('inspection_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('deadline', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('done_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('steps_done', sa.Integer(), nullable=False),
+    sa.Column('next_due_at', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['inspection_id'], ['renovation_inspection.id'], ),
+    sa.ForeignKeyConstraint(['renovation_id'], ['renovation.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('rectification_order', schema=None) as batch_op:
+        batch_op.create_index('ix_rectification_next_due', ['next_due_at'], unique=False)
+
+    op.create_table('service_order',
+    sa.Column('number', sa.String(length=24), nullable=False),
+    sa.Column('item_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('unit_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('owner_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('resident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('ticket_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('subscription_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('requested_start', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('requested_end', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('assignee_id', sa.Integer(), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('cancel_reason', sa.String(length=200), nullable=True),
+    sa.Column('quantity', sa.Numeric(precision=10, scale=2), nullable=True),
+    sa.Column('materials_amount', sa.Numeric(precision=14, scale=2), nullable=True),
+    sa.Column('materials_note', sa.String(length=200), nullable=True),
+    sa.Column('quoted_price', sa.Numeric(precision=14, scale=2), nullable=True),
+    sa.Column('amount', sa.Numeric(precision=14, scale=2), nullable=True),
+    sa.Column('charge_mode', sa.String(length=16), nullable=True),
+    sa.Column('bill_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('payment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('satisfaction', sa.Integer(), nullable=True),
+    sa.Column('rating_comment', sa.Text(), nullable=True),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by_id', sa.Integer(), nullable=False),
+    sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.CheckConstraint('amount IS NULL OR amount >= 0', name='ck_service_order_amount'),
+    sa.CheckConstraint('requested_end > requested_start', name='ck_service_order_slot'),
+    sa.CheckConstraint('satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5', name='ck_service_order_satisfaction'),
+    sa.ForeignKeyConstraint(['assignee_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['bill_id'], ['bill.id'], ),
+    sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
+    sa.ForeignKeyConstraint(['item_id'], ['service_item.id'], ),
+    sa.ForeignKeyConstraint(['owner_id'], ['owner.id'], ),
+    sa.ForeignKeyConstraint(['payment_id'], ['payment.id'], ),
+    sa.ForeignKeyConstraint(['resident_id'], ['resident.id'], ),
+    sa.ForeignKeyConstraint(['subscription_id'], ['service_subscription.id'], ),
+    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('number'),
+    sa.UniqueConstraint('subscription_id', 'requested_start', name='uq_service_order_subscription_start')
+    )
+    with op.batch_alter_table('service_order', schema=None) as batch_op:
+        batch_op.create_index('ix_service_order_assignee_slot', ['assignee_id', 'requested_start', 'requested_end'], unique=False)
+        batch_op.create_index('ix_service_order_status', ['status'], unique=False)
+
+    with op.batch_alter_table('ticket', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('renovation_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
+        batch_op.create_foreign_key(None, 'renovation', ['renovation_id'], ['id'])
+
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('ticket', schema=None) as batch_op:
+        # WARNING: constraint name is None; this directive will fail as
+        # rendered.  Add a name, or use a naming convention; see
+        # https://alembic.sqlalchemy.org/en/latest/naming.html
+        batch_op.drop_constraint(None, type_='foreignkey')
+        batch_op.drop_column('renovation_id')
+
+    with op.batch_alter_table('service_order', schema=None) as batch_op:
+        batch_op.drop_index('ix_service_order_status')
+        batch_op.drop_index('ix_service_order_assignee_slot')
+
+    op.drop_table('service_order')
+    with op.batch_alter_table('rectification_order', schema=None) as batch_op:
+        batch_op.drop_index('ix_rectification_next_due')
+
+    op.drop_table('rectification_order')
+    op.drop_table('renovation_inspection')
+    op.drop_table('renovation_extension')
+    op.drop_table('deposit_deduction')
+    with op.batch_alter_table('renovation', schema=None) as batch_op:
+        batch_op.drop_index('ix_renovation_unit')
+        batch_op.drop_index('ix_renovation_status')
+
+    op.drop_table('renovation')
     op.drop_table('refund')
     with op.batch_alter_table('payment_allocation', schema=None) as batch_op:
         batch_op.drop_index('ix_payment_allocation_payment')
         batch_op.drop_index('ix_payment_allocation_bill')
 
     op.drop_table('payment_allocation')
+    op.drop_table('service_subscription')
     with op.batch_alter_table('payment', schema=None) as batch_op:
         batch_op.drop_index('ix_payment_unit')
         batch_op.drop_index('ix_payment_paid_at')
@@ -327,7 +590,9 @@ def downgrade():
         batch_op.drop_index('ix_bill_estate_period')
 
     op.drop_table('bill')
+    op.drop_table('service_item_estate')
     op.drop_table('fee_standard_estate')
+    op.drop_table('service_item')
     op.drop_table('receipt_counter')
     with op.batch_alter_table('fee_standard', schema=None) as batch_op:
         batch_op.drop_index('ix_fee_standard_item_status')

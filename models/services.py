@@ -1,0 +1,264 @@
+"""Paid convenience services (有偿便民服务): the catalog a Manager maintains and the orders staff
+carry out. DESIGN.md item 9. Charges go through the unit's bills (``models.fees.Bill`` with a
+``source`` of ``service_order:<id>``) or a payment on the spot with a receipt; never a parallel
+money path. Staff never accept tips or gifts: an order records only the charged amount.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+
+from flask_appbuilder import Model
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
+
+from app.i18n import T
+from models.base import AuditedModel, UTCDateTime
+from models.errors import FieldErrors
+
+MONEY = Numeric(14, 2)
+
+SERVICE_CATEGORIES = {
+    "repairs": T("维修服务", "Repairs"),
+    "periodic": T("定期服务", "Periodic services"),
+    "errands": T("代办服务", "Errands"),
+    "car_wash": T("洗车打蜡", "Car wash and waxing"),
+    "recreation": T("文体活动", "Recreation"),
+    "medical": T("医疗服务", "Medical service"),
+}
+PRICINGS = {
+    "fixed": T("按次定价", "Fixed price"),
+    "per_hour": T("按小时", "Per hour"),
+    "per_unit": T("按数量", "Per unit"),
+    "quoted": T("上门报价", "Quoted on site"),
+    "free": T("免费", "Free"),
+}
+ORDER_STATUSES = {
+    "requested": T("已申请", "Requested"),
+    "scheduled": T("已排期", "Scheduled"),
+    "in_progress": T("服务中", "In progress"),
+    "done": T("已完成", "Done"),
+    "charged": T("已收费", "Charged"),
+    "rated": T("已评价", "Rated"),
+    "cancelled": T("已取消", "Cancelled"),
+}
+ORDER_TRANSITIONS = {
+    "requested": {"scheduled", "cancelled"},
+    "scheduled": {"in_progress", "cancelled", "scheduled"},
+    "in_progress": {"done"},
+    "done": {"charged"},
+    "charged": {"rated"},
+    "rated": set(),
+    "cancelled": set(),
+}
+CHARGE_MODES = {
+    "bill": T("计入物业账单", "Add to the unit's bill"),
+    "on_spot": T("现场收款（开收据）", "Paid on the spot (receipt)"),
+}
+RECURRENCES = {
+    "weekly": T("每周", "Weekly"),
+    "biweekly": T("每两周", "Every two weeks"),
+    "monthly": T("每月", "Monthly"),
+}
+NO_TIPS = T(
+    "员工不得收受住户任何小费、礼品或现金；本单只记录实际收费金额。",
+    "Staff never accept tips, gifts or cash from residents; this order records only the charged amount.",
+)
+
+service_item_estate = Table(
+    "service_item_estate",
+    Model.metadata,
+    Column("service_item_id", ForeignKey("service_item.id", ondelete="CASCADE"), primary_key=True),
+    Column("estate_id", ForeignKey("estate.id"), primary_key=True),
+)
+
+
+class ServiceItem(AuditedModel):
+    """A catalog entry: what the office offers, how it is priced."""
+
+    __tablename__ = "service_item"
+
+    code: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    category: Mapped[str] = mapped_column(String(16), nullable=False)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    name_en: Mapped[str] = mapped_column(String(100), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    pricing: Mapped[str] = mapped_column(String(16), nullable=False, default="fixed")
+    price: Mapped[Decimal | None] = mapped_column(MONEY)
+    unit_label: Mapped[str | None] = mapped_column(String(16))  # 次 / 小时 / 个 ...
+    materials_extra: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    demo_price: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    fee_item_id: Mapped[int | None] = mapped_column(ForeignKey("fee_item.id"))  # how it is billed
+
+    estates = relationship("Estate", secondary=service_item_estate, lazy="select")
+    fee_item = relationship("FeeItem", lazy="select")
+
+    __table_args__ = (CheckConstraint("price IS NULL OR price >= 0", name="ck_service_item_price"),)
+
+    def check(self) -> None:
+        errors = {}
+        if self.category not in SERVICE_CATEGORIES:
+            errors["category"] = [str(T("类别无效", "Invalid category"))]
+        if self.pricing not in PRICINGS:
+            errors["pricing"] = [str(T("计价方式无效", "Invalid pricing"))]
+        elif self.pricing in ("fixed", "per_hour", "per_unit") and self.price is None:
+            errors["price"] = [str(T("该计价方式须填写价格", "This pricing needs a price"))]
+        if self.price is not None and Decimal(self.price).as_tuple().exponent < -2:
+            errors["price"] = [str(T("最多 2 位小数", "At most 2 decimal places"))]
+        if errors:
+            raise FieldErrors(errors)
+
+
+def order_amount(
+    item: ServiceItem, quantity: Decimal | None, materials: Decimal | None, quoted: Decimal | None
+) -> Decimal:
+    """The amount of an order from the catalog, exact to the cent."""
+    materials = Decimal(materials or 0) if item.materials_extra else Decimal(0)
+    if item.pricing == "free":
+        base = Decimal(0)
+    elif item.pricing == "quoted":
+        if quoted is None:
+            raise FieldErrors(
+                {"quoted_price": [str(T("上门报价的服务须填写报价", "A quoted service needs its quote"))]}
+            )
+        base = Decimal(quoted)
+    elif item.pricing == "fixed":
+        base = Decimal(item.price) * Decimal(quantity or 1)
+    else:
+        if quantity is None or Decimal(quantity) <= 0:
+            raise FieldErrors({"quantity": [str(T("请填写实际数量/时长", "Give the actual quantity / hours"))]})
+        base = Decimal(item.price) * Decimal(quantity)
+    return (base + materials).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+class ServiceSubscription(AuditedModel):
+    """A periodic service (weekly cleaning, say) that generates its orders from a job."""
+
+    __tablename__ = "service_subscription"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("service_item.id"), nullable=False)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), nullable=False)
+    recurrence: Mapped[str] = mapped_column(String(16), nullable=False, default="weekly")
+    first_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    duration_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=120)
+    until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    item = relationship("ServiceItem", lazy="select")
+    unit = relationship("Unit", lazy="select")
+    assignee = relationship("User", foreign_keys=[assignee_id], lazy="select")
+
+    def check(self) -> None:
+        if self.recurrence not in RECURRENCES:
+            raise FieldErrors({"recurrence": [str(T("周期无效", "Invalid recurrence"))]})
+
+
+class ServiceOrder(AuditedModel):
+    """An order for a catalog service (便民服务单)."""
+
+    __tablename__ = "service_order"
+
+    number: Mapped[str] = mapped_column(String(24), nullable=False, unique=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("service_item.id"), nullable=False)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), nullable=False)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owner.id"))
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))  # an owner-paid repair
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("service_subscription.id"))
+    requested_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    requested_end: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="requested")
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    quantity: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    materials_amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    materials_note: Mapped[str | None] = mapped_column(String(200))
+    quoted_price: Mapped[Decimal | None] = mapped_column(MONEY)
+    amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    charge_mode: Mapped[str | None] = mapped_column(String(16))
+    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bill.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+    satisfaction: Mapped[int | None] = mapped_column(Integer)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    item = relationship("ServiceItem", lazy="select")
+    unit = relationship("Unit", lazy="select")
+    owner = relationship("Owner", lazy="select")
+    resident = relationship("Resident", lazy="select")
+    ticket = relationship("Ticket", lazy="select")
+    assignee = relationship("User", foreign_keys=[assignee_id], lazy="select")
+    bill = relationship("Bill", lazy="select")
+    payment = relationship("Payment", lazy="select")
+
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "requested_start", name="uq_service_order_subscription_start"),
+        CheckConstraint("requested_end > requested_start", name="ck_service_order_slot"),
+        CheckConstraint("satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5", name="ck_service_order_satisfaction"),
+        CheckConstraint("amount IS NULL OR amount >= 0", name="ck_service_order_amount"),
+        Index("ix_service_order_assignee_slot", "assignee_id", "requested_start", "requested_end"),
+        Index("ix_service_order_status", "status"),
+    )
+
+    def check(self) -> None:
+        errors = {}
+        if self.status not in ORDER_STATUSES:
+            errors["status"] = [str(T("状态无效", "Invalid status"))]
+        if self.requested_start and self.requested_end and self.requested_end <= self.requested_start:
+            errors["requested_end"] = [str(T("结束时间须晚于开始时间", "The end must be after the start"))]
+        if self.status == "cancelled" and not self.cancel_reason:
+            errors["cancel_reason"] = [str(T("取消必须填写原因", "A cancellation needs a reason"))]
+        if self.charge_mode is not None and self.charge_mode not in CHARGE_MODES:
+            errors["charge_mode"] = [str(T("收费方式无效", "Invalid charge mode"))]
+        for f in ("quantity", "materials_amount", "quoted_price"):
+            v = getattr(self, f)
+            if v is not None and Decimal(v) < 0:
+                errors[f] = [str(T("不能为负数", "Cannot be negative"))]
+        clash = self.double_booking()
+        if clash is not None:
+            errors["assignee"] = [
+                str(
+                    T(
+                        f"该员工在此时段已有服务单 {clash.number}",
+                        f"This staff member already has order {clash.number} in that slot",
+                    )
+                )
+            ]
+        if errors:
+            raise FieldErrors(errors)
+
+    def double_booking(self) -> ServiceOrder | None:
+        """Another live order of the same assignee whose slot overlaps this one."""
+        if not self.assignee_id or self.status in ("cancelled", "done", "charged", "rated"):
+            return None
+        session = object_session(self)
+        return session.execute(
+            select(ServiceOrder)
+            .where(
+                ServiceOrder.assignee_id == self.assignee_id,
+                ServiceOrder.id != (self.id or 0),
+                ServiceOrder.status.in_(("requested", "scheduled", "in_progress")),
+                ServiceOrder.requested_start < self.requested_end,
+                ServiceOrder.requested_end > self.requested_start,
+            )
+            .limit(1)
+        ).scalar()
+
+    def __str__(self) -> str:
+        return self.number
