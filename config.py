@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from celery.schedules import crontab as _crontab
+
 BASE_DIR = Path(__file__).resolve().parent
 INSTANCE_DIR = Path(os.environ.get("DESK_INSTANCE_DIR", BASE_DIR / "instance"))
 
@@ -103,7 +105,51 @@ CELERY_BEAT_SCHEDULE = {
         "task": "jobs.notify.redeliver",
         "schedule": 60.0,
     },
+    # Records retention (DESIGN.md item 13). Both act only when there is something due (the
+    # archive job only for years before the current local year), so running often is harmless
+    # and a missed 1 January is caught up within hours.
+    "desk.archive_closed_tickets": {
+        "task": "jobs.retention.archive_closed_tickets",
+        "schedule": 4 * 3600.0,
+    },
+    "desk.purge_archived_tickets": {
+        "task": "jobs.retention.purge_archived_tickets",
+        "schedule": 6 * 3600.0,
+    },
+    # Monthly billing (DESIGN.md item 7): daily at 17:00 UTC = 01:00 Beijing time, billing the
+    # current local month for every estate without a completed run; so the 1st bills the month and
+    # a missed 1st is caught up the next day. Idempotent (one line per unit, item and period).
+    "fees.monthly_billing": {
+        "task": "jobs.billing.monthly",
+        "schedule": _crontab(minute=0, hour=17),
+    },
+    # Late fees and dunning (DESIGN.md item 7): daily after billing, 02:00 and 02:30 Beijing time.
+    # Both are idempotent (the same value / one notice per unit, stage and cycle).
+    "fees.late_fees": {
+        "task": "jobs.late_fees.daily",
+        "schedule": _crontab(minute=0, hour=18),
+    },
+    "fees.dunning": {
+        "task": "jobs.dunning.daily",
+        "schedule": _crontab(minute=30, hour=18),
+    },
+    # Periodic paid services (DESIGN.md item 9): daily at 16:30 UTC = 00:30 Beijing time, the
+    # orders of every active subscription for the next SERVICE_ORDER_HORIZON_DAYS days.
+    # Idempotent (one order per subscription and start).
+    "services.generate_periodic_orders": {
+        "task": "jobs.services.generate_periodic_orders",
+        "schedule": _crontab(minute=30, hour=16),
+    },
 }
+
+# --- records retention ----------------------------------------------------------------------
+# Archived tickets are kept this many years, then exported to a restorable file and deleted.
+RETENTION_KEEP_YEARS = env("RETENTION_KEEP_YEARS", 2)
+# Where the export files go (gzip JSON Lines; `flask desk restore-tickets FILE` brings one back).
+# With workers on several machines this must be a shared, backed-up directory.
+RETENTION_EXPORT_DIR = env("RETENTION_EXPORT_DIR", str(INSTANCE_DIR / "retention"))
+# Tickets per export file and per transaction.
+RETENTION_BATCH = env("RETENTION_BATCH", 1000)
 
 # --- service desk ---------------------------------------------------------------------------
 CALLBACK_DELAY_MINUTES = env("CALLBACK_DELAY_MINUTES", 24 * 60)
@@ -114,6 +160,18 @@ NOTIFY_LEASE_SECONDS = env("NOTIFY_LEASE_SECONDS", 120)
 NOTIFY_REDELIVER_AFTER_SECONDS = env("NOTIFY_REDELIVER_AFTER_SECONDS", 60)
 NOTIFY_MAX_ATTEMPTS = env("NOTIFY_MAX_ATTEMPTS", 20)
 WEBHOOK_TIMEOUT_SECONDS = env("WEBHOOK_TIMEOUT_SECONDS", 5)
+# Periodic paid services: how many days ahead the daily job creates their orders.
+SERVICE_ORDER_HORIZON_DAYS = env("SERVICE_ORDER_HORIZON_DAYS", 14)
+
+# --- dunning (催缴) ----------------------------------------------------------------------------
+# Days past the oldest unpaid (undisputed) due date after which a unit gets a reminder, a formal
+# notice and a final notice; one notice per unit, stage and cycle (that oldest due date).
+DUNNING_REMINDER_DAYS = env("DUNNING_REMINDER_DAYS", 15)
+DUNNING_FORMAL_DAYS = env("DUNNING_FORMAL_DAYS", 60)
+DUNNING_FINAL_DAYS = env("DUNNING_FINAL_DAYS", 120)
+# The property company's name and phone printed on dunning letters and receipts.
+FEES_COMPANY_NAME = env("FEES_COMPANY_NAME", "物业服务中心")
+FEES_COMPANY_PHONE = env("FEES_COMPANY_PHONE", "")
 
 # --- lists and imports ----------------------------------------------------------------------
 # Lists count exactly up to this many rows, and estimate beyond it (see views/datamodel.py).

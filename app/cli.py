@@ -75,5 +75,23 @@ def run_job_cmd(name, list_):
     click.echo(f"{name}: {result.result}")
 
 
+@desk.command("restore-tickets")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def restore_tickets_cmd(file):
+    """Bring back tickets the retention job exported and deleted (their timeline, callbacks and
+    notifications too), with their ids; rows that exist are skipped."""
+    from app.extensions import db
+    from jobs.retention import RetentionError, restore_file
+    from models.base import acting_as, system_user_id
+
+    try:
+        with acting_as(system_user_id(db.session)):
+            counts = restore_file(db.session, file)
+    except RetentionError as e:
+        raise click.ClickException(str(e)) from e
+    for table, c in counts.items():
+        click.echo(f"{table}: {c['restored']} restored, {c['skipped']} already present")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(desk)

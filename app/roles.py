@@ -28,6 +28,8 @@ MATRIX: dict[str, tuple[str, str, str, str]] = {
     "resident":      ("rwxp",  "rwxp",     "rwxp",  "rx"),
     "vehicle":       ("rwxp",  "rwxp",     "rwxp",  "rx"),
     "ticket":        ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    # Archived help registers (DESIGN.md item 13): read-only, for those who answer for the records.
+    "ticket_archive": ("rx",   "",         "",      "rx"),
     "callback":      ("rwxp",  "rwxp",     "rwxp",  "rx"),
     "sla_policy":    ("rwx",   "rx",       "rx",    "rx"),
     "holiday":       ("rwx",   "rx",       "rx",    "rx"),
@@ -38,6 +40,24 @@ MATRIX: dict[str, tuple[str, str, str, str]] = {
     "notification_route": ("rwx", "",      "",      ""),
     # The change history holds old and new values, personal data included: Managers only.
     "change_log":    ("rxp",   "",         "",      ""),
+    # Fees (DESIGN.md item 7). Only Managers configure items and standards (approval is a write);
+    # owners' bills are personal financial data, not for the Committee (it sees the reports).
+    "fee_item":      ("rwx",   "rx",       "rx",    "rx"),
+    "fee_standard":  ("rwx",   "rx",       "rx",    "rx"),
+    "meter_reading": ("rwx",   "rwx",      "rwx",   ""),
+    "bill":          ("rwxp",  "rxp",      "rxp",   ""),
+    "billing_run":   ("rwx",   "rx",       "rx",    "r"),
+    # Payments and refunds are recorded at the front desk; dunning letters are issued by the job and
+    # marked delivered by supervisors. The Committee reads the fee reports (aggregates) only.
+    "payment":       ("rwxp",  "rwxp",     "rwxp",  ""),
+    "refund":        ("rwxp",  "rwxp",     "rwxp",  ""),
+    "dunning_notice": ("rwxp", "rwxp",     "rxp",   ""),
+    "collection_report": ("rx", "rx",      "rx",    "rx"),
+    # Paid convenience services (DESIGN.md item 9): only Managers maintain the catalog; the desk
+    # handles orders (an order names the unit's owner and resident, hence "p").
+    "service_item":  ("rwx",   "rx",       "rx",    "rx"),
+    "service_order": ("rwxp",  "rwxp",     "rwxp",  "rx"),
+    "service_subscription": ("rwx", "rwx", "rwx",   "r"),
 }
 # fmt: on
 

@@ -269,12 +269,84 @@ def demo_data(sm) -> dict[str, str]:
                 )
             )
         db.session.commit()
+    service_catalog()
     logins = {}
     for username, role, first, last in DEMO_USERS:
         password = demo_password()
         ensure_user(sm, username, role, first, last, password)
         logins[username] = password
     return logins
+
+
+# The paid convenience services the procedure lists (DESIGN.md item 9), with demo prices:
+# (code, category, Chinese name, English name, pricing, price, per, materials extra).
+DEMO_SERVICES = (
+    ("R-DRAIN", "repairs", "疏通下水道", "Clear drains", "fixed", "80", "次", False),
+    ("R-TAP", "repairs", "维修水龙头", "Fix taps", "fixed", "30", "次", True),
+    ("R-VALVE", "repairs", "维修更换阀门", "Fix or replace valves", "fixed", "50", "个", True),
+    ("R-MAILBOX", "repairs", "维修信报箱锁", "Fix mailbox locks", "fixed", "20", "把", True),
+    ("R-EMETER", "repairs", "更换电表", "Replace electricity meters", "fixed", "60", "块", True),
+    ("R-WMETER", "repairs", "更换水表", "Replace water meters", "fixed", "60", "块", True),
+    ("R-DOORLOCK", "repairs", "维修更换门锁", "Fix or replace door locks", "fixed", "50", "把", True),
+    ("R-APPLIANCE", "repairs", "家用电器检查", "Check household appliances", "per_hour", "60", "小时", True),
+    ("R-AC-INSTALL", "repairs", "空调安装", "Install air conditioners", "quoted", None, "台", True),
+    ("R-AC-CHECK", "repairs", "空调检查保养", "Check air conditioners", "per_unit", "80", "台", False),
+    ("R-DOORWIN", "repairs", "维修门窗", "Fix doors and windows", "quoted", None, "处", True),
+    ("P-CLEAN", "periodic", "室内清洁", "Indoor cleaning", "per_hour", "50", "小时", False),
+    ("P-WINDOW", "periodic", "擦窗", "Window washing", "per_unit", "15", "扇", False),
+    ("P-PLANTS", "periodic", "室内绿植养护", "Indoor plants care", "fixed", "100", "次", False),
+    ("E-MILK", "errands", "代送牛奶", "Milk delivery", "per_unit", "2", "次", False),
+    ("E-VALET", "errands", "代客泊车", "Valet parking", "fixed", "10", "次", False),
+    ("E-SCHOOL", "errands", "接送孩子上下学", "School pick-up", "fixed", "20", "次", False),
+    ("E-MAGAZINE", "errands", "代订报刊杂志", "Magazine subscriptions", "free", None, "次", False),
+    ("E-MAIL", "errands", "代取邮件", "Mail pick-up", "free", None, "次", False),
+    ("E-TICKET", "errands", "代购车船机票", "Train, ship and air tickets", "fixed", "10", "张", False),
+    ("E-UTILITY", "errands", "代缴水电燃气费", "Paying water, power and gas", "free", None, "次", False),
+    ("E-TUTOR", "errands", "代请家教", "Finding tutors", "fixed", "50", "次", False),
+    ("E-NANNY", "errands", "代请保姆", "Finding nannies", "fixed", "100", "次", False),
+    ("E-HOURLY", "errands", "代请钟点工", "Finding hourly helpers", "fixed", "30", "次", False),
+    ("C-WASH", "car_wash", "洗车", "Car wash", "fixed", "30", "次", False),
+    ("C-WAX", "car_wash", "汽车打蜡", "Car waxing", "fixed", "120", "次", False),
+    ("A-ACTIVITY", "recreation", "文体活动", "Recreation activities", "free", None, "次", False),
+    ("M-DOCTOR", "medical", "驻区医生出诊", "Resident doctor visit", "fixed", "50", "次", False),
+    ("M-FIRSTAID", "medical", "急救药箱", "First-aid kits", "per_unit", "80", "个", False),
+)
+
+
+def service_catalog() -> int:
+    """The demo catalog of paid services and its 'service' fee item; codes that exist are
+    skipped (a Manager's changes are kept). Returns how many entries were added."""
+    from models.fees import FeeItem
+    from models.services import ServiceItem
+
+    fee_item = db.session.execute(select(FeeItem).where(FeeItem.code == "SERVICE")).scalar()
+    if fee_item is None:
+        fee_item = FeeItem(code="SERVICE", name="有偿服务费", kind="service", grace_days=30, due_days=15)
+        db.session.add(fee_item)
+        db.session.flush()
+    have = set(db.session.execute(select(ServiceItem.code)).scalars())
+    added = 0
+    for code, category, name, name_en, pricing, price, per, materials in DEMO_SERVICES:
+        if code in have:
+            continue
+        db.session.add(
+            ServiceItem(
+                code=code,
+                category=category,
+                name=name,
+                name_en=name_en,
+                pricing=pricing,
+                price=Decimal(price) if price is not None else None,
+                unit_label=per,
+                materials_extra=materials,
+                demo_price=pricing != "free",
+                active=True,
+                fee_item_id=fee_item.id,
+            )
+        )
+        added += 1
+    db.session.commit()
+    return added
 
 
 def random_token(n: int = 8) -> str:

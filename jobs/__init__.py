@@ -15,7 +15,8 @@ from flask import Flask
 # Modules holding tasks. Imported by ``celery_init_app`` too, not only by a worker's start-up
 # (``include``): ``flask desk run-job`` looks tasks up in the web process, where nothing else
 # imports them.
-TASK_MODULES = ("jobs.archives", "jobs.escalation", "jobs.notify")
+TASK_MODULES = ("jobs.archives", "jobs.escalation", "jobs.notify", "jobs.retention", "jobs.billing", "jobs.services",
+                "jobs.late_fees", "jobs.dunning")
 
 
 def celery_init_app(app: Flask) -> Celery:

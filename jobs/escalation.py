@@ -15,6 +15,7 @@ import datetime as dt
 from celery import shared_task
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db
 from models.base import utcnow
@@ -40,7 +41,28 @@ def _title(ticket: Ticket, which: str, step: str) -> str:
     return f"【{NOTIFICATION_KINDS[step].zh}】{kind} {ticket.number} {what}已超时"
 
 
+def _batch_until_done(one_batch, now: dt.datetime, limit: int) -> int:
+    """Run batches (each its own transaction, so a sweep killed halfway keeps what it finished)
+    until one takes fewer rows than ``limit``: everything due is handled in this run, not
+    ``limit`` rows per beat interval. A row handled gets a later ``next_due_at`` (or none), so it
+    is never taken twice by the same ``now``."""
+    total = 0
+    while True:
+        taken, handled = one_batch(now, limit)
+        total += handled
+        if taken < limit:
+            return total
+
+
 def sweep_tickets(now: dt.datetime, limit: int = BATCH) -> int:
+    return _batch_until_done(_ticket_batch, now, limit)
+
+
+def sweep_callbacks(now: dt.datetime, limit: int = BATCH) -> int:
+    return _batch_until_done(_callback_batch, now, limit)
+
+
+def _ticket_batch(now: dt.datetime, limit: int) -> tuple[int, int]:
     session = db.session
     tickets = (
         session.execute(
@@ -54,6 +76,7 @@ def sweep_tickets(now: dt.datetime, limit: int = BATCH) -> int:
         .all()
     )
     handled = 0
+    people_of: dict[tuple, dict] = {}
     for ticket in tickets:
         steps = {"reply": ticket.reply_steps_done, "resolve": ticket.resolve_steps_done}
         level = ticket.escalation_level
@@ -61,7 +84,11 @@ def sweep_tickets(now: dt.datetime, limit: int = BATCH) -> int:
             if at > now:
                 break
             deadline = ticket.reply_due_at if which == "reply" else ticket.resolve_due_at
-            people = recipients(session, STEP_LEVEL[step], ticket.estate_id, now, assignee=ticket.assignee)
+            # Who is told depends on the level, the estate and the assignee only: ask once per batch.
+            key = (STEP_LEVEL[step], ticket.estate_id, ticket.assignee_id if STEP_LEVEL[step] == 0 else None)
+            if key not in people_of:
+                people_of[key] = recipients(session, key[0], ticket.estate_id, now, assignee=ticket.assignee)
+            people = people_of[key]
             title = _title(ticket, which, step)
             ids = claim_notifications(
                 session,
@@ -86,8 +113,12 @@ def sweep_tickets(now: dt.datetime, limit: int = BATCH) -> int:
             steps[which] += 1
             level = max(level, STEP_LEVEL[step])
             handled += 1
-        ticket.reply_steps_done, ticket.resolve_steps_done = steps["reply"], steps["resolve"]
-        ticket.refresh_next_due()
+        # Loaded values are replaced without history: the ORM must not flush the ticket (that
+        # would bump its version and log a change as if a person had edited it).
+        set_committed_value(ticket, "reply_steps_done", steps["reply"])
+        set_committed_value(ticket, "resolve_steps_done", steps["resolve"])
+        pending = ticket.pending_steps()
+        set_committed_value(ticket, "next_due_at", pending[0][2] if pending else None)
         # System bookkeeping, not a person's edit: no version bump, so nobody's open form conflicts.
         session.execute(
             update(Ticket)
@@ -102,10 +133,10 @@ def sweep_tickets(now: dt.datetime, limit: int = BATCH) -> int:
         )
         session.expunge(ticket)
     session.commit()
-    return handled
+    return len(tickets), handled
 
 
-def sweep_callbacks(now: dt.datetime, limit: int = BATCH) -> int:
+def _callback_batch(now: dt.datetime, limit: int) -> tuple[int, int]:
     session = db.session
     second = int(current_app.config.get("CALLBACK_SECOND_LEVEL_MINUTES", 240))
     callbacks = (
@@ -142,8 +173,9 @@ def sweep_callbacks(now: dt.datetime, limit: int = BATCH) -> int:
                 data={"callback": cb.id, "level": level, "notifications": len(ids)},
             )
         )
-        cb.steps_done = level
+        set_committed_value(cb, "steps_done", level)
         cb.refresh_next_due(second)
+        set_committed_value(cb, "next_due_at", cb.next_due_at)  # no ORM flush, no version bump
         session.execute(
             update(Callback)
             .where(Callback.id == cb.id)
@@ -152,14 +184,14 @@ def sweep_callbacks(now: dt.datetime, limit: int = BATCH) -> int:
         )
         session.expunge(cb)
     session.commit()
-    return len(callbacks)
+    return len(callbacks), len(callbacks)
 
 
-def sweep(now: dt.datetime | None = None) -> dict:
+def sweep(now: dt.datetime | None = None, batch: int = BATCH) -> dict:
     now = now or utcnow()
-    return {"tickets": sweep_tickets(now), "callbacks": sweep_callbacks(now)}
+    return {"tickets": sweep_tickets(now, batch), "callbacks": sweep_callbacks(now, batch)}
 
 
 @shared_task(name="jobs.escalation.sweep")
-def escalation_sweep(now: str | None = None) -> dict:
-    return sweep(dt.datetime.fromisoformat(now) if now else None)
+def escalation_sweep(now: str | None = None, batch: int = BATCH) -> dict:
+    return sweep(dt.datetime.fromisoformat(now) if now else None, batch)

@@ -221,7 +221,9 @@ class Ticket(AuditedModel):
     confidential: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     # complaint
     complaint_about: Mapped[str | None] = mapped_column(String(24))
-    renovation_id: Mapped[int | None] = mapped_column(ForeignKey("renovation.id"))  # a complaint it caused
+    renovation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("renovation.id", name="fk_ticket_renovation_id")
+    )  # the renovation a complaint is about
     # times and deadlines
     reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -245,6 +247,14 @@ class Ticket(AuditedModel):
     assignee = relationship("User", foreign_keys=[assignee_id], lazy="select")
     events = relationship(
         "TicketEvent", back_populates="ticket", order_by="TicketEvent.id", lazy="select", viewonly=True
+    )
+    # Paid-service orders made from this (owner-paid repair) ticket: models/services.py.
+    service_orders = relationship(
+        "ServiceOrder",
+        primaryjoin="Ticket.id == foreign(ServiceOrder.ticket_id)",
+        order_by="ServiceOrder.id",
+        lazy="select",
+        viewonly=True,
     )
 
     __personal__ = {"visitor_phone": "phone", "callback_phone": "phone"}

@@ -270,7 +270,7 @@ class FeeStandard(AuditedModel):
             raise FieldErrors(
                 {"status": [str(T("只有已申报的标准可以批准", "Only a declared standard can be approved"))]}
             )
-        clash = self.overlapping()
+        clash = self.overlapping(ignore_id=self.supersedes_id)
         if clash is not None:
             raise FieldErrors(
                 {
@@ -284,6 +284,7 @@ class FeeStandard(AuditedModel):
                     ]
                 }
             )
+        self._supersede()
         self.status = "approved"
         self.approved_by_id = approver_id
         self.approved_at = now or utcnow()
@@ -325,9 +326,23 @@ class FeeStandard(AuditedModel):
             status="draft",
         )
 
-    def overlapping(self) -> FeeStandard | None:
+    def _supersede(self) -> None:
+        """Approving a revision ends the approved version it supersedes the day before this one
+        starts (or retires it, when this one starts no later than it did). Bills keep the version
+        they were made with (``Bill.standard_id``)."""
+        old = self.supersedes
+        if old is None or old.status != "approved":
+            return
+        if (old.effective_to or dt.date.max) < self.effective_from:
+            return
+        if old.effective_from < self.effective_from:
+            old.effective_to = self.effective_from - dt.timedelta(days=1)
+        else:
+            old.status = "retired"
+
+    def overlapping(self, ignore_id: int | None = None) -> FeeStandard | None:
         """Another approved standard of the same item whose scope (estates x uses) and dates meet
-        this one's. The one this revision supersedes does not count if it ends before we start."""
+        this one's. ``ignore_id``: the version this revision supersedes (approval ends it)."""
         session = object_session(self)
         mine_estates = {e.id for e in self.estates}
         candidates = session.execute(
@@ -335,6 +350,7 @@ class FeeStandard(AuditedModel):
                 FeeStandard.item_id == self.item_id,
                 FeeStandard.status == "approved",
                 FeeStandard.id != (self.id or 0),
+                FeeStandard.id != (ignore_id or 0),
             )
         ).scalars()
         for other in candidates:

@@ -158,3 +158,446 @@ class DunningNotice(AuditedModel):
         UniqueConstraint("unit_id", "stage", "cycle_due_date", name="uq_dunning_notice_unit_stage_cycle"),
         Index("ix_dunning_notice_issued", "issued_on"),
     )
+
+
+# --- services ------------------------------------------------------------------------------------
+# Shared by the screens, the API, billing (``apply_prepaid``) and the jobs. They flush but never
+# commit: the caller's transaction holds the receipt counter's row lock until it commits, so a
+# payment that rolls back gives its number back and the sequence stays gap-free.
+CENT = Decimal("0.01")
+PAYABLE_STATUSES = ("open", "partial")
+
+
+def _msg(zh: str, en: str) -> str:
+    return str(T(zh, en))
+
+
+def to_money(value, field: str = "amount", *, positive: bool = True) -> Decimal:
+    """An exact amount of money: a Decimal with at most 2 decimals (never a float's rounding)."""
+    from decimal import InvalidOperation
+
+    from models.errors import FieldErrors
+
+    if isinstance(value, (bool, float)) or value is None:
+        raise FieldErrors({field: [_msg("金额以字符串或整数给出", "Give the amount as a string or integer")]})
+    try:
+        money = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise FieldErrors({field: [_msg("金额无效", "Invalid amount")]}) from None
+    if not money.is_finite() or money.as_tuple().exponent < -2:
+        raise FieldErrors({field: [_msg("金额最多 2 位小数", "At most 2 decimal places")]})
+    if positive and money <= 0:
+        raise FieldErrors({field: [_msg("金额须大于 0", "The amount must be above 0")]})
+    if abs(money) >= Decimal("1e12"):
+        raise FieldErrors({field: [_msg("金额过大", "The amount is too large")]})
+    return money.quantize(CENT)
+
+
+def sync_bill_status(bill) -> None:
+    """open (nothing paid) / partial / paid, from the amounts; a void bill stays void."""
+    if bill.status == "void":
+        return
+    paid = Decimal(bill.paid_amount or 0)
+    if bill.outstanding <= 0:
+        bill.status = "paid"
+    elif paid > 0:
+        bill.status = "partial"
+    else:
+        bill.status = "open"
+
+
+def _lock_unit(session, unit_or_id):
+    """Serialise money movements of one unit (payments, allocations, voids, refunds)."""
+    from sqlalchemy import select
+
+    from models.archives import Unit
+
+    unit_id = getattr(unit_or_id, "id", unit_or_id)
+    unit = session.execute(select(Unit).where(Unit.id == unit_id).with_for_update()).scalar()
+    if unit is None:
+        from models.errors import FieldErrors
+
+        raise FieldErrors({"unit": [_msg("房屋不存在", "No such unit")]})
+    return unit
+
+
+def next_receipt_seq(session, estate_id: int, year: int) -> int:
+    """Take the next receipt number of an estate and year: one ``INSERT ... ON CONFLICT DO UPDATE
+    ... RETURNING``, which locks the counter row until this transaction ends (a concurrent payment
+    waits; a rolled-back one gives its number back)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from models.base import current_actor_id
+
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    actor = current_actor_id(session)
+    now = utcnow()
+    table = ReceiptCounter.__table__
+    stmt = insert_(table).values(
+        estate_id=estate_id,
+        year=year,
+        last_number=1,
+        version=1,
+        created_at=now,
+        changed_at=now,
+        created_by_id=actor,
+        changed_by_id=actor,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.estate_id, table.c.year],
+        set_={
+            "last_number": table.c.last_number + 1,
+            "version": table.c.version + 1,
+            "changed_at": now,
+            "changed_by_id": actor,
+        },
+    ).returning(table.c.last_number)
+    return int(session.execute(stmt).scalar_one())
+
+
+def receipt_number(estate_code: str, year: int, seq: int) -> str:
+    return f"{estate_code}-{year}-{seq:06d}"
+
+
+def _payable_bills(session, unit_id: int, bill_ids=None):
+    """The unit's bills a payment may settle, oldest first (due date, id), locked. Without a
+    choice, disputed bills are left alone (they are paid only when chosen)."""
+    from sqlalchemy import select
+
+    from models.fees import Bill
+
+    q = select(Bill).where(Bill.unit_id == unit_id, Bill.status.in_(PAYABLE_STATUSES))
+    if bill_ids is None:
+        q = q.where(Bill.disputed.is_(False))
+    else:
+        q = q.where(Bill.id.in_(list(bill_ids)))
+    return session.execute(q.order_by(Bill.due_date, Bill.id).with_for_update(of=Bill)).scalars().all()
+
+
+def _allocate(session, payment: Payment, bills, available: Decimal) -> Decimal:
+    """Allocate up to ``available`` of ``payment`` to ``bills`` in order; return what was used."""
+    used = Decimal(0)
+    for bill in bills:
+        if available - used <= 0:
+            break
+        take = min(available - used, bill.outstanding)
+        if take <= 0:
+            continue
+        session.add(PaymentAllocation(payment=payment, bill_id=bill.id, amount=take))
+        bill.paid_amount = Decimal(bill.paid_amount) + take
+        sync_bill_status(bill)
+        used += take
+    return used
+
+
+def _active_allocated(session, payment_ids) -> dict[int, Decimal]:
+    from sqlalchemy import func, select
+
+    if not payment_ids:
+        return {}
+    rows = session.execute(
+        select(PaymentAllocation.payment_id, func.coalesce(func.sum(PaymentAllocation.amount), 0))
+        .where(PaymentAllocation.payment_id.in_(list(payment_ids)), PaymentAllocation.reversed_at.is_(None))
+        .group_by(PaymentAllocation.payment_id)
+    ).all()
+    return {pid: Decimal(total) for pid, total in rows}
+
+
+def prepaid_balance(session, unit_id: int) -> Decimal:
+    """The unit's prepaid balance (预存款): valid payments - active allocations - refunds."""
+    from sqlalchemy import func, select
+
+    session.flush()
+    paid = session.execute(
+        select(func.coalesce(func.sum(Payment.amount), 0)).where(Payment.unit_id == unit_id, Payment.status == "valid")
+    ).scalar()
+    allocated = session.execute(
+        select(func.coalesce(func.sum(PaymentAllocation.amount), 0))
+        .join(Payment, PaymentAllocation.payment_id == Payment.id)
+        .where(
+            Payment.unit_id == unit_id,
+            Payment.status == "valid",
+            PaymentAllocation.reversed_at.is_(None),
+        )
+    ).scalar()
+    refunded = session.execute(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(Refund.unit_id == unit_id)
+    ).scalar()
+    return (Decimal(paid) - Decimal(allocated) - Decimal(refunded)).quantize(CENT)
+
+
+def apply_prepaid(session, unit, *, _locked: bool = False) -> Decimal:
+    """Use the unit's prepaid balance for its open bills, oldest first (disputed bills excepted).
+    Each allocation comes from a payment with money left, oldest payment first; refunds are taken
+    to have paid out the oldest money left. Returns the amount applied. Billing calls this after
+    it makes a unit's new bills."""
+    from sqlalchemy import select
+
+    unit_id = getattr(unit, "id", unit)
+    if not _locked:
+        _lock_unit(session, unit_id)
+    session.flush()
+    balance = prepaid_balance(session, unit_id)
+    if balance <= 0:
+        return Decimal(0)
+    bills = _payable_bills(session, unit_id)
+    if not bills:
+        return Decimal(0)
+    payments = (
+        session.execute(
+            select(Payment)
+            .where(Payment.unit_id == unit_id, Payment.status == "valid")
+            .order_by(Payment.paid_at, Payment.id)
+        )
+        .scalars()
+        .all()
+    )
+    allocated = _active_allocated(session, [p.id for p in payments])
+    # The money left on payments minus the balance is what refunds paid out: skip it, oldest first.
+    refunded = sum((Decimal(p.amount) - allocated.get(p.id, Decimal(0)) for p in payments), Decimal(0)) - balance
+    applied = Decimal(0)
+    for p in payments:
+        left = Decimal(p.amount) - allocated.get(p.id, Decimal(0))
+        skip = min(left, refunded)
+        refunded -= skip
+        left -= skip
+        if left <= 0:
+            continue
+        applied += _allocate(session, p, bills, left)
+        if all(b.outstanding <= 0 for b in bills):
+            break
+    session.flush()
+    return applied
+
+
+def record_payment(
+    session,
+    unit,
+    amount,
+    method: str = "cash",
+    bill_ids=None,
+    *,
+    payer_name: str | None = None,
+    reference: str | None = None,
+    note: str | None = None,
+    paid_at: dt.datetime | None = None,
+    payment: Payment | None = None,
+) -> Payment:
+    """Record a payment of a unit: the next receipt number of its estate and year, allocation to
+    the chosen bills (``bill_ids``) or else to the oldest open bills first; what is left is the
+    unit's prepaid balance. Without a choice, older prepaid money is used first."""
+    from sqlalchemy import select
+
+    from models.archives import Estate, Ownership
+    from models.errors import FieldErrors
+
+    amount = to_money(amount)
+    if method not in PAYMENT_METHODS:
+        raise FieldErrors({"method": [_msg("付款方式无效", "Invalid payment method")]})
+    if unit is None:
+        raise FieldErrors({"unit": [_msg("请选择房屋", "Choose the unit")]})
+    unit = _lock_unit(session, unit)
+    if bill_ids is not None:
+        try:
+            bill_ids = sorted({int(b) for b in bill_ids})
+        except (TypeError, ValueError):
+            raise FieldErrors({"bills": [_msg("账单编号无效", "Invalid bill ids")]}) from None
+    bills = []
+    if bill_ids:
+        bills = _payable_bills(session, unit.id, bill_ids)
+        if len(bills) != len(bill_ids):
+            raise FieldErrors(
+                {"bills": [_msg("所选账单须为本房屋的未缴账单", "The chosen bills must be unpaid bills of this unit")]}
+            )
+    elif bill_ids is None:
+        apply_prepaid(session, unit, _locked=True)
+        bills = _payable_bills(session, unit.id)
+    paid_at = paid_at or utcnow()
+    from zoneinfo import ZoneInfo
+
+    year = paid_at.astimezone(ZoneInfo(_display_tz())).year
+    estate = session.get(Estate, unit.estate_id)
+    seq = next_receipt_seq(session, estate.id, year)
+    today = paid_at.date()
+    owner_id = session.execute(
+        select(Ownership.owner_id)
+        .where(Ownership.unit_id == unit.id, (Ownership.until.is_(None)) | (Ownership.until >= today))
+        .order_by(Ownership.share.desc(), Ownership.id)
+        .limit(1)
+    ).scalar()
+    payment = payment if payment is not None else Payment()
+    payment.estate_id = estate.id
+    payment.unit_id = unit.id
+    payment.unit = unit
+    payment.owner_id = payment.owner_id or owner_id
+    payment.payer_name = (payer_name or payment.payer_name or "").strip()[:64] or None
+    payment.amount = amount
+    payment.method = method
+    payment.paid_at = paid_at
+    payment.reference = (reference or payment.reference or "").strip()[:64] or None
+    payment.note = note if note is not None else payment.note
+    payment.receipt_year = year
+    payment.receipt_seq = seq
+    payment.receipt_no = receipt_number(estate.code, year, seq)
+    payment.status = "valid"
+    session.add(payment)
+    session.flush()
+    _allocate(session, payment, bills, amount)
+    session.flush()
+    return payment
+
+
+def _display_tz() -> str:
+    from flask import current_app, has_app_context
+
+    return current_app.config.get("DISPLAY_TIMEZONE", "Asia/Shanghai") if has_app_context() else "Asia/Shanghai"
+
+
+def void_payment(payment: Payment, reason: str | None, now: dt.datetime | None = None) -> None:
+    """Void a payment with a reason: its allocations are reversed (kept, with ``reversed_at``),
+    the bills owe again, nothing is deleted. Refused when the money was already refunded."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
+
+    from models.errors import FieldErrors
+    from models.fees import Bill
+
+    if not (reason or "").strip():
+        raise FieldErrors({"void_reason": [_msg("作废须写明原因", "Voiding needs a reason")]})
+    if payment.status != "valid":
+        raise FieldErrors({"status": [_msg("该收款已作废", "This payment is already void")]})
+    session = object_session(payment)
+    _lock_unit(session, payment.unit_id)
+    now = now or utcnow()
+    active = (
+        session.execute(
+            select(PaymentAllocation).where(
+                PaymentAllocation.payment_id == payment.id, PaymentAllocation.reversed_at.is_(None)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    unallocated = Decimal(payment.amount) - sum((Decimal(a.amount) for a in active), Decimal(0))
+    if prepaid_balance(session, payment.unit_id) - unallocated < 0:
+        raise FieldErrors(
+            {
+                "status": [
+                    _msg(
+                        "该收款的预存部分已退款，不能作废（请先核对退款）",
+                        "Part of this payment was refunded as prepaid balance; it cannot be voided",
+                    )
+                ]
+            }
+        )
+    bill_ids = [a.bill_id for a in active]
+    bills = {
+        b.id: b
+        for b in session.execute(select(Bill).where(Bill.id.in_(bill_ids)).with_for_update(of=Bill)).scalars()
+    }
+    for a in active:
+        bill = bills[a.bill_id]
+        bill.paid_amount = Decimal(bill.paid_amount) - Decimal(a.amount)
+        sync_bill_status(bill)
+        a.reversed_at = now
+    payment.status = "void"
+    payment.void_reason = reason.strip()[:200]
+    payment.voided_at = now
+    session.flush()
+    # Money the unit still has in advance now meets the bills this payment had settled.
+    apply_prepaid(session, payment.unit_id, _locked=True)
+
+
+def refund(
+    session, unit, amount, reason: str | None, method: str = "bank_transfer", refund_row: Refund | None = None
+) -> Refund:
+    """Pay prepaid balance back out; never more than the balance."""
+    from models.errors import FieldErrors
+
+    amount = to_money(amount)
+    if not (reason or "").strip():
+        raise FieldErrors({"reason": [_msg("退款须写明原因", "A refund needs a reason")]})
+    if method not in PAYMENT_METHODS:
+        raise FieldErrors({"method": [_msg("退款方式无效", "Invalid method")]})
+    if unit is None:
+        raise FieldErrors({"unit": [_msg("请选择房屋", "Choose the unit")]})
+    unit = _lock_unit(session, unit)
+    balance = prepaid_balance(session, unit.id)
+    if amount > balance:
+        raise FieldErrors(
+            {"amount": [_msg(f"退款不能超过预存余额（{balance}）", f"More than the prepaid balance ({balance})")]}
+        )
+    row = refund_row if refund_row is not None else Refund()
+    row.unit_id = unit.id
+    row.unit = unit
+    row.amount = amount
+    row.reason = reason.strip()[:200]
+    row.method = method
+    row.refunded_at = row.refunded_at or utcnow()
+    session.add(row)
+    session.flush()
+    return row
+
+
+# --- 大写金额 -------------------------------------------------------------------------------------
+_DIGITS = "零壹贰叁肆伍陆柒捌玖"
+_SMALL_UNITS = ("", "拾", "佰", "仟")
+_BIG_UNITS = ("", "万", "亿", "万亿")
+
+
+def _four(n: int) -> str:
+    """0 < n < 10000 -> e.g. 1001 -> 壹仟零壹 (zeros inside collapse to one 零)."""
+    out, zero = [], False
+    for pos in range(3, -1, -1):
+        d = n // 10**pos % 10
+        if d == 0:
+            zero = bool(out)
+            continue
+        if zero:
+            out.append("零")
+            zero = False
+        out.append(_DIGITS[d] + _SMALL_UNITS[pos])
+    return "".join(out)
+
+
+def amount_in_words(value) -> str:
+    """A sum of money in Chinese capital numerals (大写金额) as receipts write it:
+    1234.56 -> 壹仟贰佰叁拾肆元伍角陆分; 10 -> 壹拾元整; 0.05 -> 伍分; 100.10 -> 壹佰元壹角整."""
+    money = Decimal(str(value)).quantize(CENT, rounding="ROUND_HALF_UP")
+    if money < 0:
+        return "负" + amount_in_words(-money)
+    yuan = int(money)
+    jiao = int(money * 10) % 10
+    fen = int(money * 100) % 10
+    if yuan >= 10**16:
+        raise ValueError("amount too large")
+    parts = []
+    if yuan:
+        groups = []
+        n = yuan
+        while n:
+            groups.append(n % 10000)
+            n //= 10000
+        text, zero = [], False
+        for i in range(len(groups) - 1, -1, -1):
+            g = groups[i]
+            if g == 0:
+                zero = bool(text)
+                continue
+            if text and (zero or g < 1000):
+                text.append("零")
+            text.append(_four(g) + _BIG_UNITS[i])
+            zero = False
+        parts.append("".join(text) + "元")
+    if jiao == 0 and fen == 0:
+        return (parts[0] + "整") if parts else "零元整"
+    if jiao:
+        parts.append(_DIGITS[jiao] + "角")
+    elif yuan:
+        parts.append("零")
+    if fen:
+        parts.append(_DIGITS[fen] + "分")
+    else:
+        parts.append("整")
+    return "".join(parts)

@@ -24,10 +24,12 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import text as sa_text
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
 from app.i18n import T
-from models.base import AuditedModel, UTCDateTime
+from models.base import AuditedModel, UTCDateTime, utcnow
 from models.errors import FieldErrors
 
 MONEY = Numeric(14, 2)
@@ -243,6 +245,21 @@ class ServiceOrder(AuditedModel):
         if errors:
             raise FieldErrors(errors)
 
+    # --- hooks run on every write path (models/base.py) ----------------------------------
+    def _sync_assignee(self) -> None:
+        """A form or schema sets the ``assignee`` relation; the rules read ``assignee_id``, which
+        SQLAlchemy would only fill later in the flush."""
+        if sa_inspect(self).attrs["assignee"].history.has_changes():
+            self.assignee_id = self.assignee.id if self.assignee is not None else None
+
+    def before_insert(self, session: Session) -> None:
+        self._sync_assignee()
+        if not self.number:
+            self.number = next_order_number(session)
+
+    def before_update(self, session: Session) -> None:
+        self._sync_assignee()
+
     def double_booking(self) -> ServiceOrder | None:
         """Another live order of the same assignee whose slot overlaps this one."""
         if not self.assignee_id or self.status in ("cancelled", "done", "charged", "rated"):
@@ -262,3 +279,33 @@ class ServiceOrder(AuditedModel):
 
     def __str__(self) -> str:
         return self.number
+
+
+def lock_assignee(session: Session, assignee_id: int | None) -> None:
+    """Serialise bookings of one staff member (PostgreSQL): taken before the double-booking check
+    and held to the end of the transaction, so two concurrent bookings of the same person in the
+    same slot cannot both pass the check."""
+    if assignee_id and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa_text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"desk.service_assignee:{int(assignee_id)}"},
+        )
+
+
+def next_order_number(session: Session, now: dt.datetime | None = None) -> str:
+    """FW + local date + a 4-digit sequence of the day. On PostgreSQL an advisory lock on the
+    day's prefix, held to the commit, keeps concurrent writers from taking the same number."""
+    from models.calendar import SHANGHAI
+
+    now = now or utcnow()
+    prefix = f"FW{now.astimezone(SHANGHAI):%Y%m%d}-"
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa_text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"desk.{prefix}"})
+    last = session.execute(
+        select(ServiceOrder.number)
+        .where(ServiceOrder.number.startswith(prefix))
+        .order_by(ServiceOrder.number.desc())
+        .limit(1)
+    ).scalar()
+    seq = int(last.rsplit("-", 1)[1]) + 1 if last else 1
+    return f"{prefix}{seq:04d}"

@@ -118,3 +118,66 @@ def test_every_resource_is_fuzzed():
     fuzzed = {path for path, _ in OPERATIONS}
     for name in REGISTRY:
         assert {f"/api/v1/{name}/", f"/api/v1/{name}/{{pk}}"} <= fuzzed, name
+
+
+# --- the 5xx the fuzzer found, pinned as plain regression tests ---------------------------------
+def _q(value) -> str:
+    import prison
+
+    return prison.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        ("/api/v1/owner/99999999999999999999999", 404),  # pk beyond bigint
+        ("/api/v1/owner/?q=1.5e%2B16", 400),  # rison number the parser chokes on (ValueError)
+        ("/api/v1/owner/?q=" + _q({"page": -1}), 400),  # negative OFFSET
+        ("/api/v1/owner/?q=" + _q({"page": 10**20, "page_size": 10}), 400),  # OFFSET beyond bigint
+        ("/api/v1/owner/?q=" + _q({"order_column": "nope"}), 400),
+        ("/api/v1/owner/?q=" + _q({"filters": [{"col": "name", "opr": "ct", "value": "a\x00b"}]}), 400),
+        ("/api/v1/unit/?q=" + _q({"filters": [{"col": "floor", "opr": "gt", "value": 10**30}]}), 400),
+        ("/api/v1/resident/?q=" + _q({"filters": [{"col": "is_current", "opr": "eq", "value": "maybe"}]}), 400),
+        ("/api/v1/owner/export?q=" + _q({"filters": [{"col": "name", "opr": "ct", "value": "a\x00"}]}), 400),
+    ],
+)
+def test_bad_read_input_is_4xx(api, url, status):
+    resp = api("Admin").get(url)
+    assert resp.status_code == status, resp.get_data(as_text=True)[:300]
+    assert resp.is_json and resp.json["message"]
+    assert "Bad Request:" not in str(resp.json["message"])
+
+
+def test_bad_write_input_is_422_naming_the_field(api, make_unit):
+    admin = api("Admin")
+    ids = make_unit()
+    cases = [
+        ("/api/v1/building/", {"estate": "Unit code", "code": "9", "name": "b"}, "estate"),  # word as id
+        ("/api/v1/building/", {"estate": 10**30, "code": "9", "name": "b"}, "estate"),  # id beyond bigint
+        ("/api/v1/ownership/", {"unit": {"x": 1}, "owner": ids["owner"]}, "unit"),  # object as id
+        ("/api/v1/owner/", {"name": "a\x00", "phone": "13812345678", "kind": "company"}, "name"),
+        ("/api/v1/estate/", {"code": "E\x1b1", "name": "控制字符"}, "code"),  # breaks Excel export
+        ("/api/v1/unit/", {"building": ids["building"], "code": "x-1", "gross_area": 1e20}, "gross_area"),
+        ("/api/v1/building/", {"estate": ids["estate"], "code": "99", "name": "b", "floors": 10**12}, "floors"),
+    ]
+    for url, body, field in cases:
+        resp = admin.post(url, json=body)
+        assert resp.status_code == 422, (url, body, resp.get_data(as_text=True)[:300])
+        assert field in resp.json["message"], (url, resp.json)
+
+
+def test_bad_list_arguments_on_screens_are_400(web):
+    client = web("Admin")
+    for url in (
+        "/owner/list/?page_OwnerView=abc",
+        "/owner/list/?page_OwnerView=-1",
+        "/owner/list/?psize_OwnerView=-3",
+        "/owner/list/?_oc_OwnerView=nope&_od_OwnerView=asc",
+        "/owner/list/?_flt_0_name=a%00b",
+        "/unit/list/?_flt_0_floor=99999999999999999999999",
+        "/ownership/lookup/unit?q=a%00",
+    ):
+        resp = client.get(url)
+        assert resp.status_code == 400, url
+        assert "Traceback" not in resp.get_data(as_text=True)
+    assert client.get("/owner/show/99999999999999999999999").status_code == 404

@@ -161,6 +161,9 @@ def main() -> None:
     queue = os.environ.get("DESK_TEST_QUEUE")
     if queue:
         celery.conf.task_default_queue = queue
+    deliveries = os.environ.get("DESK_TEST_DELIVERY_QUEUE")
+    if deliveries:  # deliveries elsewhere, when a test is about the sweep alone
+        celery.conf.task_routes = {"jobs.notify.deliver": {"queue": deliveries}}
     sys.argv = ["celery", "-A", "jobs.worker", *sys.argv[1:]]
     celery_main()
 

@@ -64,6 +64,12 @@ VIEW_PERMISSIONS = {
     "export": "export",
     "import_xlsx": "write",
     "import_template": "read",
+    # payments (views/payments.py)
+    "void": "write",
+    "receipt": "read",
+    "letter": "read",
+    "arrears": "read",
+    "report_xlsx": "export",
     # service desk routes (views/desk.py)
     "transition": "write",
     "outcome": "write",
@@ -72,6 +78,23 @@ VIEW_PERMISSIONS = {
     "register_xlsx": "export",
     "print_form": "read",
     "report": "read",
+    # fees (views/fees.py): a standard's lifecycle and a bill's dispute / waiver are writes
+    "declare": "write",
+    "approve": "write",
+    "reject": "write",
+    "retire": "write",
+    "new_revision": "write",
+    "document": "read",
+    "dispute": "write",
+    "waive": "write",
+    # paid services (views/services.py): an order's workflow (its report is "report", a read)
+    "schedule": "write",
+    "start": "write",
+    "done": "write",
+    "charge": "write",
+    "rate": "write",
+    "cancel": "write",
+    "from_ticket": "write",
 }
 API_PERMISSIONS = {
     "get": "read",
@@ -85,6 +108,28 @@ API_PERMISSIONS = {
     "outcome": "write",
     "mark_read": "read",
     "unread": "read",
+    # payments (views/payments.py)
+    "void": "write",
+    "receipt": "read",
+    "balance": "read",
+    "arrears": "read",
+    "report": "read",
+    # fees (views/fees.py)
+    "declare": "write",
+    "approve": "write",
+    "reject": "write",
+    "retire": "write",
+    "new_revision": "write",
+    "dispute": "write",
+    "waive": "write",
+    # paid services (views/services.py)
+    "schedule": "write",
+    "start": "write",
+    "done": "write",
+    "charge": "write",
+    "rate": "write",
+    "cancel": "write",
+    "from_ticket": "write",
 }
 MASKS = {"phone": mask_phone, "id": mask_id_number}
 MSG_PERSONAL_FILTER = T(

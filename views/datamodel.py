@@ -34,6 +34,9 @@ MSG_REFERENCED = T("该记录仍被其他记录引用，不能删除", "Other re
 MSG_INVALID = T("数据不符合规则", "The data breaks a rule")
 MSG_TOO_LARGE = T("数值超出范围", "The number is out of range")
 MSG_NUL = T("不能包含空字符（\\x00）", "Must not contain a NUL character (\\x00)")
+MSG_CONTROL = T("不能包含控制字符", "Must not contain control characters")
+# C0 control characters other than tab and line breaks: PostgreSQL refuses NUL, Excel the rest.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 # Constraint name -> the field a clerk should look at.
 _CONSTRAINT_FIELD = re.compile(r"(?:uq|ix|ck)_[a-z]+_(?:estate_)?([a-z_]+)")
@@ -312,8 +315,8 @@ class DeskInterface(SQLAInterface):
             value = getattr(item, col.key, None)
             if value is None or isinstance(value, bool):
                 continue
-            if isinstance(value, str) and "\x00" in value:
-                errors[col.key] = [str(MSG_NUL)]
+            if isinstance(value, str) and _CONTROL_CHARS.search(value):
+                errors[col.key] = [str(MSG_NUL if "\x00" in value else MSG_CONTROL)]
             elif isinstance(value, int) and int_column_range(col) is not None:
                 low, high = int_column_range(col)
                 if not low <= value <= high:
@@ -332,17 +335,39 @@ class DeskInterface(SQLAInterface):
                     errors[col.key] = [str(MSG_TOO_LARGE)]
         return errors
 
+    @staticmethod
+    def _check_text(item) -> None:
+        """Text with control characters (a pasted escape code) cannot be exported to Excel and,
+        for NUL, not stored: refuse it naming the field."""
+        errors = {
+            col.key: [str(MSG_NUL if "\x00" in value else MSG_CONTROL)]
+            for col in item.__table__.columns
+            if isinstance(value := getattr(item, col.key, None), str) and _CONTROL_CHARS.search(value)
+        }
+        if errors:
+            raise FieldErrors(errors)
+
     def add(self, item, commit: bool = True) -> None:
         if not commit:
             self.session.add(item)
             return
-        self._commit(lambda: self.session.add(item), item)
+
+        def _add():
+            self._check_text(item)
+            self.session.add(item)
+
+        self._commit(_add, item)
 
     def edit(self, item, commit: bool = True) -> None:
         if not commit:
             self.session.merge(item)
             return
-        self._commit(lambda: self.session.merge(item), item)
+
+        def _edit():
+            self._check_text(item)
+            self.session.merge(item)
+
+        self._commit(_edit, item)
 
     def delete(self, item, commit: bool = True) -> None:
         if not commit:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
-from flask_appbuilder.models.sqla.filters import FilterEqualFunction
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.models.sqla.filters import FilterEqualFunction, get_field_setup_query
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from sqlalchemy import func, select, update
 
@@ -37,7 +38,9 @@ from models.desk import (
 from models.errors import Conflict, FieldErrors
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
 from views.datamodel import MSG_CONFLICT
+from views.registers import TicketRegisterMixin
 from views.registry import Lookup, Resource, register
+from views.reports import TicketReportApiMixin, TicketReportViewMixin
 
 MSG_DONE = T("已保存", "Saved")
 
@@ -60,7 +63,7 @@ class TicketViewMixin:
     @has_access
     def transition(self, pk):
         session = self.datamodel.session
-        ticket = session.get(Ticket, pk)
+        ticket = self.datamodel.get(pk, self._base_filters)  # an archived ticket is no longer worked on
         if ticket is None:
             abort(404)
         try:
@@ -156,6 +159,41 @@ class TicketApiMixin:
             session.rollback()
             return self.response(409, message=str(e), version=e.current_version)
         return self.response(200, status=ticket.status, version=ticket.version)
+
+
+class FilterIsNull(BaseFilter):
+    """Base filter: the column is empty (``IS NULL``)."""
+
+    name = "Is empty"
+    arg_name = "desk_null"
+
+    def apply(self, query, value):
+        query, field = get_field_setup_query(query, self.model, self.column_name)
+        return query.filter(field.is_(None))
+
+
+class FilterIsNotNull(BaseFilter):
+    """Base filter: the column is filled (``IS NOT NULL``)."""
+
+    name = "Is filled"
+    arg_name = "desk_not_null"
+
+    def apply(self, query, value):
+        query, field = get_field_setup_query(query, self.model, self.column_name)
+        return query.filter(field.is_not(None))
+
+
+class NamedAfterResource:
+    """``build_view`` / ``build_api`` name the generated classes after the model; a second
+    resource over the same model needs names of its own, since FAB keys blueprints, endpoints and
+    list state by class name. Put this mixin first in such a resource's mixins."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        resource = cls.__dict__.get("resource")
+        if resource is not None:
+            suffix = "Api" if cls.__name__.endswith("Api") else "View"
+            cls.__name__ = cls.__qualname__ = "".join(p.title() for p in resource.name.split("_")) + suffix
 
 
 TICKET_LABELS = {
@@ -297,8 +335,10 @@ register(
                 label=lambda u: f"{u.first_name}{u.last_name} ({u.username})",
             ),
         ],
-        view_mixins=(TicketViewMixin,),
-        api_mixins=(TicketApiMixin,),
+        view_mixins=(TicketViewMixin, TicketRegisterMixin, TicketReportViewMixin),
+        api_mixins=(TicketApiMixin, TicketReportApiMixin),
+        # Archived registers (DESIGN.md item 13) leave the working lists: see ``ticket_archive``.
+        base_filters=[["archived_at", FilterIsNull, None]],
         show_template="desk/ticket_show.html",
         fieldsets=[
             (
@@ -331,6 +371,74 @@ register(
                 "Paid work follows the paid-service procedure; staff never accept money or gifts",
             ),
         },
+    )
+)
+
+# The archived help registers (DESIGN.md item 13, jobs/retention.py): the same table, read-only,
+# only the rows the yearly job archived; Managers and the Committee search them here.
+TICKET_ARCHIVE_COLUMNS = ["number", "kind", "priority", "status", "unit.code", "reported_at", "closed_at", "archived_at"]
+register(
+    Resource(
+        name="ticket_archive",
+        model=Ticket,
+        label=T("求助归档", "Archived requests"),
+        category="desk",
+        icon="fa-archive",
+        list_columns=TICKET_ARCHIVE_COLUMNS,
+        show_columns=[
+            "number",
+            "kind",
+            "subkind",
+            "channel",
+            "priority",
+            "status",
+            "escalation_level",
+            "estate.name",
+            "unit.code",
+            "owner.name",
+            "visitor_name",
+            "visitor_phone",
+            "address",
+            "callback_phone",
+            "description",
+            "assignee.username",
+            "responsibility",
+            "agreed_visit_at",
+            "cost",
+            "medical_path",
+            "dispatched",
+            "consult_mode",
+            "reply",
+            "confidential",
+            "complaint_about",
+            "cancel_reason",
+            "reported_at",
+            "replied_at",
+            "resolved_at",
+            "closed_at",
+            "archived_at",
+        ],
+        search_columns=["number", "kind", "priority", "status", "reported_at", "closed_at", "archived_at"],
+        order=("id", "desc"),
+        order_columns=["number", "kind", "priority", "status", "reported_at", "closed_at", "archived_at", "id"],
+        labels={**TICKET_LABELS, "archived_at": T("归档时间", "Archived at")},
+        choices={
+            "kind": TICKET_KINDS,
+            "subkind": TICKET_SUBKINDS,
+            "channel": CHANNELS,
+            "priority": PRIORITIES,
+            "status": STATUSES,
+            "responsibility": RESPONSIBILITIES,
+            "medical_path": MEDICAL_PATHS,
+            "consult_mode": CONSULT_MODES,
+            "complaint_about": COMPLAINT_ABOUT,
+        },
+        writable=False,
+        base_filters=[["archived_at", FilterIsNotNull, None]],
+        # The timeline on the detail page; its status form needs a write right nobody has here.
+        view_mixins=(NamedAfterResource, TicketViewMixin),
+        api_mixins=(NamedAfterResource,),
+        show_template="desk/ticket_show.html",
     )
 )
 

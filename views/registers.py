@@ -52,6 +52,7 @@ from models.validators import mask_phone
 
 CONFIDENTIAL = T("（保密）", "(confidential)")
 MAX_DAYS = 366
+MIN_DATE, MAX_DATE = dt.date(1970, 1, 1), dt.date(2999, 12, 31)
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -111,7 +112,10 @@ def parse_range(args) -> Range:
     if (last - first).days + 1 > MAX_DAYS:
         raise RangeError(
             "to",
-            T(f"日期范围（from 至 to）最多 {MAX_DAYS} 天", f"The range (from to to) covers at most {MAX_DAYS} days"),
+            T(
+                f"结束日期（to）与开始日期相隔最多 {MAX_DAYS} 天",
+                f"The end date (to) is at most {MAX_DAYS} days after the start date",
+            ),
         )
     estate_id = None
     raw = (args.get("estate") or "").strip()
@@ -119,6 +123,15 @@ def parse_range(args) -> Range:
         if not raw.isdigit() or len(raw) > 18:
             raise RangeError("estate", T("小区（estate）应为小区编号（整数）", "The estate (estate) is an estate id"))
         estate_id = int(raw)
+    for field, day in (("from", first), ("to", last)):
+        if not MIN_DATE <= day <= MAX_DATE:
+            raise RangeError(
+                field,
+                T(
+                    f"日期（{field}）应在 {MIN_DATE} 至 {MAX_DATE} 之间",
+                    f"The date ({field}) is between {MIN_DATE} and {MAX_DATE}",
+                ),
+            )
     start = dt.datetime.combine(first, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), tzinfo=tz).astimezone(dt.UTC)
     return Range(first, last, start, end, estate_id)
@@ -159,7 +172,7 @@ REGISTERS: dict[str, dict] = {
         "title": T("住户求助登记表", "Help request register"),
         "kinds": None,
         "columns": [
-            C("seq", T("序号", "No."), 4),
+            C("seq", T("序号", "No."), 5),
             C("number", T("编号", "Number"), 14),
             C("reported_at", T("日期时间", "Date and time"), 12),
             C("kind", T("类别", "Class"), 8),
@@ -176,7 +189,7 @@ REGISTERS: dict[str, dict] = {
         "title": T("住户报修登记表", "Repair register"),
         "kinds": ("repair",),
         "columns": [
-            C("seq", T("序号", "No."), 4),
+            C("seq", T("序号", "No."), 5),
             C("number", T("编号", "Number"), 14),
             C("reported_at", T("日期时间", "Date and time"), 12),
             C("unit", T("房号", "Unit"), 9),
@@ -196,7 +209,7 @@ REGISTERS: dict[str, dict] = {
         "title": T("投诉受理登记表", "Complaint register"),
         "kinds": ("complaint",),
         "columns": [
-            C("seq", T("序号", "No."), 4),
+            C("seq", T("序号", "No."), 5),
             C("number", T("编号", "Number"), 14),
             C("reported_at", T("日期时间", "Date and time"), 12),
             C("unit", T("房号", "Unit"), 9),
@@ -475,7 +488,9 @@ def timeline(t: Ticket, *, personal: bool, tz) -> list[dict]:
             body = str(CONFIDENTIAL)
         change = ""
         if e.to_status:
-            change = f"{_label(STATUSES, e.from_status)} → {_label(STATUSES, e.to_status)}".strip()
+            change = _label(STATUSES, e.to_status)
+            if e.from_status:
+                change = f"{_label(STATUSES, e.from_status)} → {change}"
         out.append(
             {
                 "at": _local(e.at, tz),

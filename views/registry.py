@@ -21,6 +21,8 @@ CATEGORIES: dict[str, tuple[T, str]] = {
     "desk": (T("服务台", "Service desk"), "fa-life-ring"),
     "desk_settings": (T("服务设置", "Desk settings"), "fa-sliders"),
     "audit": (T("审计", "Audit"), "fa-history"),
+    "fees": (T("收费管理", "Fees"), "fa-yen"),
+    "services": (T("便民服务", "Services"), "fa-handshake-o"),
 }
 
 # Labels every resource shares.

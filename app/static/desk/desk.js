@@ -34,3 +34,17 @@ $(function () {
   kind.on("change", refresh);
   refresh();
 });
+
+// Navbar bell: my unread in-app notifications (same-origin API; the session cookie is accepted).
+$(function () {
+  var nav = $(".navbar-right").first();
+  if (!nav.length || $("#desk-bell").length) { return; }
+  var item = $('<li id="desk-bell"><a href="/notification/list/" title="通知 / Notifications">' +
+    '<i class="fa fa-bell"></i> <span class="badge desk-unread" style="display:none"></span></a></li>');
+  nav.prepend(item);
+  $.ajax({url: "/api/v1/notification/unread", dataType: "json", cache: false})
+    .done(function (data) {
+      var n = (data && data.unread) || 0;
+      item.find(".desk-unread").text(n > 99 ? "99+" : String(n)).toggle(n > 0);
+    });
+});
