@@ -140,6 +140,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "jobs.services.generate_periodic_orders",
         "schedule": _crontab(minute=30, hour=16),
     },
+    # Renovations (DESIGN.md item 8): inspection reminders and overdue alerts hourly (each is
+    # claimed once per renovation and day), late rectification orders escalated like tickets.
+    "renovation.inspection_reminders": {
+        "task": "jobs.renovation.inspection_reminders",
+        "schedule": 3600.0,
+    },
+    "renovation.overdue_alerts": {
+        "task": "jobs.renovation.overdue_alerts",
+        "schedule": 3600.0,
+    },
+    "renovation.rectification_sweep": {
+        "task": "jobs.renovation.rectification_sweep",
+        "schedule": 300.0,
+    },
 }
 
 # --- records retention ----------------------------------------------------------------------
@@ -162,6 +176,17 @@ NOTIFY_MAX_ATTEMPTS = env("NOTIFY_MAX_ATTEMPTS", 20)
 WEBHOOK_TIMEOUT_SECONDS = env("WEBHOOK_TIMEOUT_SECONDS", 5)
 # Periodic paid services: how many days ahead the daily job creates their orders.
 SERVICE_ORDER_HORIZON_DAYS = env("SERVICE_ORDER_HORIZON_DAYS", 14)
+
+# --- renovations (装修管理) ----------------------------------------------------------------------
+# Active renovations are inspected every this many days (a reminder to Staff and Supervisors).
+RENOVATION_INSPECTION_DAYS = env("RENOVATION_INSPECTION_DAYS", 3)
+# Days a violation has to be put right; a late rectification goes to the supervisor, then after
+# RECTIFICATION_SECOND_LEVEL_HOURS more to the manager.
+RECTIFICATION_DAYS = env("RECTIFICATION_DAYS", 3)
+RECTIFICATION_SECOND_LEVEL_HOURS = env("RECTIFICATION_SECOND_LEVEL_HOURS", 24)
+# Fee item codes (kind 'renovation') the deposit and the management fee are billed under.
+RENOVATION_DEPOSIT_ITEM = env("RENOVATION_DEPOSIT_ITEM", "RENO-DEPOSIT")
+RENOVATION_FEE_ITEM = env("RENOVATION_FEE_ITEM", "RENO-FEE")
 
 # --- dunning (催缴) ----------------------------------------------------------------------------
 # Days past the oldest unpaid (undisputed) due date after which a unit gets a reminder, a formal

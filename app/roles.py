@@ -2,7 +2,9 @@
 
 Rights: ``r`` read (lists, details, the REST GET/info), ``w`` write (add, edit, delete, REST
 POST/PUT/DELETE, import), ``x`` export (.xlsx of a list), ``p`` personal data (see owners' ID
-numbers and full phone numbers; without it they are masked, e.g. ``138****5678``).
+numbers and full phone numbers; without it they are masked, e.g. ``138****5678``), ``a`` approve
+(decisions reserved to a role: approving or rejecting a renovation or its extension; the routes
+map to ``can_approve`` in views/base.py).
 
 Every resource registered in ``views`` must have a row here (start-up refuses otherwise), and the
 permission test walks this table against every resource and role over HTTP. ``flask desk
@@ -11,7 +13,7 @@ sync-roles`` writes it to FAB's role tables; start-up does the same. Admin has e
 
 from __future__ import annotations
 
-RIGHTS = {"r": "read", "w": "write", "x": "export", "p": "personal"}
+RIGHTS = {"r": "read", "w": "write", "x": "export", "p": "personal", "a": "approve"}
 ROLES = ("Manager", "Supervisor", "Staff", "Committee")
 ADMIN_ROLE = "Admin"
 PUBLIC_ROLE = "Public"
@@ -58,6 +60,13 @@ MATRIX: dict[str, tuple[str, str, str, str]] = {
     "service_item":  ("rwx",   "rx",       "rx",    "rx"),
     "service_order": ("rwxp",  "rwxp",     "rwxp",  "rx"),
     "service_subscription": ("rwx", "rwx", "rwx",   "r"),
+    # Renovations (DESIGN.md item 8): the desk handles applications, inspections, rectification,
+    # deductions and refunds; only Managers approve or reject a renovation or an extension ("a").
+    "renovation":    ("rwxpa", "rwxp",     "rwxp",  "rx"),
+    "inspection":    ("rwx",   "rwx",      "rwx",   "r"),
+    "rectification_order": ("rwx", "rwx",  "rwx",   "r"),
+    "renovation_extension": ("rwxa", "rwx", "rwx",  "r"),
+    "deposit_deduction": ("rwx", "rwx",    "rwx",   "r"),
 }
 # fmt: on
 

@@ -270,6 +270,7 @@ def demo_data(sm) -> dict[str, str]:
             )
         db.session.commit()
     service_catalog()
+    renovation_fee_items()
     logins = {}
     for username, role, first, last in DEMO_USERS:
         password = demo_password()
@@ -345,6 +346,26 @@ def service_catalog() -> int:
             )
         )
         added += 1
+    db.session.commit()
+    return added
+
+
+def renovation_fee_items() -> int:
+    """The fee items (kind 'renovation') a renovation's deposit and management fee are billed
+    under (codes from config RENOVATION_DEPOSIT_ITEM / RENOVATION_FEE_ITEM); existing ones kept."""
+    from flask import current_app
+
+    from models.fees import FeeItem
+
+    added = 0
+    for key, default, name in (
+        ("RENOVATION_DEPOSIT_ITEM", "RENO-DEPOSIT", "装修押金"),
+        ("RENOVATION_FEE_ITEM", "RENO-FEE", "装修管理费"),
+    ):
+        code = current_app.config.get(key, default)
+        if db.session.execute(select(FeeItem).where(FeeItem.code == code)).scalar() is None:
+            db.session.add(FeeItem(code=code, name=name, kind="renovation", grace_days=30, due_days=7))
+            added += 1
     db.session.commit()
     return added
 

@@ -10,13 +10,23 @@ from __future__ import annotations
 import importlib
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from flask import Flask
 
 # Modules holding tasks. Imported by ``celery_init_app`` too, not only by a worker's start-up
 # (``include``): ``flask desk run-job`` looks tasks up in the web process, where nothing else
 # imports them.
-TASK_MODULES = ("jobs.archives", "jobs.escalation", "jobs.notify", "jobs.retention", "jobs.billing", "jobs.services",
-                "jobs.late_fees", "jobs.dunning")
+TASK_MODULES = (
+    "jobs.archives",
+    "jobs.escalation",
+    "jobs.notify",
+    "jobs.retention",
+    "jobs.billing",
+    "jobs.services",
+    "jobs.late_fees",
+    "jobs.dunning",
+    "jobs.renovation",
+)
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -51,6 +61,20 @@ def celery_init_app(app: Flask) -> Celery:
         importlib.import_module(module)
     app.extensions["celery"] = celery
     return celery
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_kwargs) -> None:
+    """A prefork pool process inherits the parent's pooled PostgreSQL connections (the worker
+    builds the app, and touches the database, before forking). Two processes on one socket get
+    each other's answers ("prepared statement _pg3_N already exists", wrong rows): each pool
+    process drops the inherited connections, without closing them under the parent, and opens
+    its own."""
+    from app.extensions import db
+
+    for engines in list(getattr(db, "_app_engines", {}).values()):
+        for engine in engines.values():
+            engine.dispose(close=False)
 
 
 def periodic_jobs(app: Flask) -> dict[str, str]:

@@ -19,7 +19,6 @@ import urllib.request
 from email.message import EmailMessage
 
 from celery import shared_task
-from celery.signals import worker_process_init
 from flask import current_app
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
@@ -29,18 +28,6 @@ from models.base import utcnow
 from models.desk import Notification, NotificationRoute
 
 log = logging.getLogger(__name__)
-
-
-@worker_process_init.connect
-def _fresh_connections_after_fork(**_kwargs) -> None:
-    """A prefork pool process inherits the parent's pooled PostgreSQL connections (the worker
-    builds the app, and touches the database, before forking). Two processes on one socket get
-    each other's answers ("prepared statement _pg3_N already exists", wrong rows): each pool
-    process drops the inherited connections, without closing them under the parent, and opens
-    its own."""
-    for engines in list(getattr(db, "_app_engines", {}).values()):
-        for engine in engines.values():
-            engine.dispose(close=False)
 
 
 @event.listens_for(Session, "after_commit")

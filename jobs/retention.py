@@ -443,7 +443,9 @@ def _bump_sequences(session: Session) -> None:
             continue
         top = session.execute(select(func.max(table.c.id))).scalar() or 0
         session.execute(
-            text("SELECT setval(CAST(:s AS regclass), GREATEST(:top, COALESCE(pg_sequence_last_value(CAST(:s AS regclass)), 1)))"),
+            text(
+                "SELECT setval(CAST(:s AS regclass), GREATEST(:top, COALESCE(pg_sequence_last_value(CAST(:s AS regclass)), 1)))"
+            ),
             {"s": seq, "top": max(top, 1)},
         )
 

@@ -388,6 +388,11 @@ class MeterReading(AuditedModel):
         errors = {}
         month_bounds(self.period or "")
         session = object_session(self)
+        # Set through the relationships (forms, API), the keys are only filled by the flush.
+        if self.unit_id is None and self.unit is not None:
+            self.unit_id = self.unit.id
+        if self.item_id is None and self.item is not None:
+            self.item_id = self.item.id
         prev = session.execute(
             select(MeterReading)
             .where(

@@ -493,8 +493,7 @@ def void_payment(payment: Payment, reason: str | None, now: dt.datetime | None =
         )
     bill_ids = [a.bill_id for a in active]
     bills = {
-        b.id: b
-        for b in session.execute(select(Bill).where(Bill.id.in_(bill_ids)).with_for_update(of=Bill)).scalars()
+        b.id: b for b in session.execute(select(Bill).where(Bill.id.in_(bill_ids)).with_for_update(of=Bill)).scalars()
     }
     for a in active:
         bill = bills[a.bill_id]

@@ -106,6 +106,8 @@ class Renovation(AuditedModel):
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refund.id"))
     next_inspection_on: Mapped[dt.date | None] = mapped_column(Date)
     overdue_alerted_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The unit's status before the works began (restored when they end; 'occupied' if unknown).
+    unit_status_before: Mapped[str | None] = mapped_column(String(16))
 
     unit = relationship("Unit", lazy="select")
     owner = relationship("Owner", lazy="select")
@@ -114,6 +116,18 @@ class Renovation(AuditedModel):
         "RenovationInspection", back_populates="renovation", lazy="select", order_by="RenovationInspection.id"
     )
     deductions = relationship("DepositDeduction", back_populates="renovation", lazy="select")
+    # Read-only views for the renovation's page.
+    rectifications = relationship("RectificationOrder", viewonly=True, lazy="select", order_by="RectificationOrder.id")
+    extensions = relationship("RenovationExtension", viewonly=True, lazy="select", order_by="RenovationExtension.id")
+    # Complaints caused by this renovation (Ticket.renovation_id).
+    complaints = relationship(
+        "Ticket",
+        primaryjoin="Ticket.renovation_id == Renovation.id",
+        foreign_keys="Ticket.renovation_id",
+        viewonly=True,
+        lazy="select",
+        order_by="Ticket.id",
+    )
 
     __personal__ = {"phone": "phone"}
 
@@ -215,6 +229,525 @@ class DepositDeduction(AuditedModel):
     renovation = relationship("Renovation", back_populates="deductions", lazy="select")
 
     __table_args__ = (CheckConstraint("amount > 0", name="ck_deposit_deduction_amount"),)
+
+
+# --- the workflow ------------------------------------------------------------------------------
+# Shared by the screens, the API and the jobs. They flush but never commit (the caller commits);
+# every move not in RENOVATION_TRANSITIONS is refused with a FieldErrors saying why.
+LIVE_STATUSES = ("approved", "active", "completed", "failed")  # a unit has at most one of these
+WORKING_STATUSES = ("active", "completed", "failed")  # inspections, deductions
+CENT = Decimal("0.01")
+
+
+def _cfg(name: str, default):
+    from flask import current_app, has_app_context
+
+    return current_app.config.get(name, default) if has_app_context() else default
+
+
+def local_today(now: dt.datetime | None = None) -> dt.date:
+    from zoneinfo import ZoneInfo
+
+    from models.base import utcnow
+
+    return (now or utcnow()).astimezone(ZoneInfo(_cfg("DISPLAY_TIMEZONE", "Asia/Shanghai"))).date()
+
+
+def _err(field: str, zh: str, en: str) -> FieldErrors:
+    return FieldErrors({field: [str(T(zh, en))]})
+
+
+def _status_label(status: str, lang: str) -> str:
+    label = RENOVATION_STATUSES.get(status)
+    return label.resolve(lang) if label is not None else status
+
+
+def require_move(renovation: Renovation, to: str) -> None:
+    """Refuse a move RENOVATION_TRANSITIONS does not allow, saying why and what may follow."""
+    allowed = RENOVATION_TRANSITIONS.get(renovation.status, set())
+    if to in allowed:
+        return
+    nxt = [s for s in RENOVATION_STATUSES if s in allowed]
+
+    def say(lang: str, template: str, none: str, sep: str) -> str:
+        tail = sep.join(_status_label(s, lang) for s in nxt) if nxt else none
+        return template.format(cur=_status_label(renovation.status, lang), to=_status_label(to, lang), tail=tail)
+
+    raise FieldErrors(
+        {
+            "status": [
+                str(
+                    T(
+                        say("zh", "装修申请当前为“{cur}”，不能转为“{to}”；可转为：{tail}", "无（已结束）", "、"),
+                        say(
+                            "en",
+                            "The renovation is {cur}; it cannot become {to}. Allowed next: {tail}",
+                            "none (it is finished)",
+                            ", ",
+                        ),
+                    )
+                )
+            ]
+        }
+    )
+
+
+def next_renovation_number(session, now: dt.datetime | None = None) -> str:
+    """ZX + local date + a 3-digit sequence of the day; the unique index settles races."""
+    from sqlalchemy import select
+
+    prefix = f"ZX{local_today(now):%Y%m%d}-"
+    last = session.execute(
+        select(Renovation.number)
+        .where(Renovation.number.startswith(prefix))
+        .order_by(Renovation.number.desc())
+        .limit(1)
+    ).scalar()
+    seq = int(last.rsplit("-", 1)[1]) + 1 if last else 1
+    return f"{prefix}{seq:03d}"
+
+
+def _renovation_before_insert(self, session) -> None:
+    if not self.number:
+        self.number = next_renovation_number(session)
+    if not self.status:
+        self.status = "applied"
+
+
+Renovation.before_insert = _renovation_before_insert
+
+
+def _money(value, field: str) -> Decimal:
+    from decimal import InvalidOperation
+
+    if isinstance(value, (bool, float)) or value is None or (isinstance(value, str) and not value.strip()):
+        raise _err(field, "请填写金额（最多 2 位小数）", "Give the amount (at most 2 decimals)")
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise _err(field, "应为数字", "Must be a number") from None
+    if not d.is_finite() or d <= 0 or d.as_tuple().exponent < -2 or d >= Decimal("100000000"):
+        raise _err(field, "须为正数，最多 2 位小数", "Must be positive, with at most 2 decimals")
+    return d
+
+
+def _text(value, field: str, limit: int, *, required: bool = False) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise _err(field, "应为文字", "Must be text")
+    value = (value or "").strip().replace("\x00", "")
+    if required and not value:
+        raise _err(field, "必填", "Required")
+    if len(value) > limit:
+        raise _err(field, f"最多 {limit} 个字", f"At most {limit} characters")
+    return value or None
+
+
+def fee_items(session) -> tuple:
+    """The fee items (kind 'renovation') the deposit and the management fee are billed under,
+    by code (config RENOVATION_DEPOSIT_ITEM / RENOVATION_FEE_ITEM)."""
+    from sqlalchemy import select
+
+    from models.fees import FeeItem
+
+    found = []
+    for field, key, default in (
+        ("deposit", "RENOVATION_DEPOSIT_ITEM", "RENO-DEPOSIT"),
+        ("management_fee", "RENOVATION_FEE_ITEM", "RENO-FEE"),
+    ):
+        code = _cfg(key, default)
+        item = session.execute(select(FeeItem).where(FeeItem.code == code)).scalar()
+        if item is None:
+            raise _err(
+                field,
+                f"请先在收费项目中设置装修收费项目（编码 {code}）",
+                f"Set up the renovation fee item first (code {code})",
+            )
+        found.append(item)
+    return tuple(found)
+
+
+def renovation_bills(session, renovation: Renovation) -> dict:
+    """'deposit' / 'fee' -> the bill line posted for it (if any)."""
+    from sqlalchemy import select
+
+    from models.fees import Bill
+
+    rows = session.execute(
+        select(Bill).where(Bill.unit_id == renovation.unit_id, Bill.source.startswith(f"renovation:{renovation.id}:"))
+    ).scalars()
+    return {b.source.rsplit(":", 1)[1]: b for b in rows}
+
+
+def post_charges(session, renovation: Renovation) -> dict:
+    """Post the deposit and the management fee to the unit's bills, once (by source)."""
+    from models.fees import post_one_off_charge
+
+    deposit_item, fee_item = fee_items(session)
+    posted = {}
+    for which, item, amount in (
+        ("deposit", deposit_item, renovation.deposit),
+        ("fee", fee_item, renovation.management_fee),
+    ):
+        if amount is not None and Decimal(amount) > 0:
+            posted[which] = post_one_off_charge(
+                session,
+                unit=renovation.unit,
+                item=item,
+                amount=Decimal(amount),
+                source=f"renovation:{renovation.id}:{which}",
+            )
+    session.flush()
+    return posted
+
+
+def approve(session, renovation: Renovation, *, user_id: int | None = None, note: str | None = None, now=None) -> None:
+    """Approve (Manager): a permit number, the deposit and fee on the unit's bills."""
+    from sqlalchemy import select
+
+    from models.base import utcnow
+
+    now = now or utcnow()
+    require_move(renovation, "approved")
+    renovation.check()
+    other = session.execute(
+        select(Renovation.number).where(
+            Renovation.unit_id == renovation.unit_id,
+            Renovation.id != renovation.id,
+            Renovation.status.in_(LIVE_STATUSES),
+        )
+    ).scalar()
+    if other:
+        raise _err("unit", f"该房屋已有进行中的装修 {other}", f"The unit already has renovation {other} under way")
+    renovation.status = "approved"
+    renovation.decided_at = now
+    renovation.decided_by_id = user_id
+    renovation.decision_note = _text(note, "decision_note", 2000)
+    renovation.permit_no = renovation.permit_no or f"ZXXK{local_today(now):%Y}-{renovation.id:06d}"
+    post_charges(session, renovation)
+    session.flush()
+
+
+def reject(session, renovation: Renovation, reason, *, user_id: int | None = None, now=None) -> None:
+    from models.base import utcnow
+
+    reason = _text(reason, "reason", 2000, required=True)
+    require_move(renovation, "rejected")
+    renovation.status = "rejected"
+    renovation.decision_note = reason
+    renovation.decided_at = now or utcnow()
+    renovation.decided_by_id = user_id
+    session.flush()
+
+
+def _open_rectifications(session, renovation: Renovation, statuses=("open",)) -> int:
+    from sqlalchemy import func, select
+
+    return session.execute(
+        select(func.count())
+        .select_from(RectificationOrder)
+        .where(RectificationOrder.renovation_id == renovation.id, RectificationOrder.status.in_(statuses))
+    ).scalar()
+
+
+def start(session, renovation: Renovation, *, now=None) -> None:
+    """The works begin: the unit is 'renovating' while they last; inspections fall due."""
+    require_move(renovation, "active")
+    unit = renovation.unit
+    if unit.status != "renovating":
+        renovation.unit_status_before = unit.status
+    unit.status = "renovating"
+    renovation.status = "active"
+    renovation.next_inspection_on = local_today(now) + dt.timedelta(days=int(_cfg("RENOVATION_INSPECTION_DAYS", 3)))
+    session.flush()
+
+
+def complete(session, renovation: Renovation, *, now=None) -> None:
+    """The contractor reports the works done (again, after a failed acceptance and rectification)."""
+    require_move(renovation, "completed")
+    if _open_rectifications(session, renovation):
+        raise _err(
+            "status",
+            "还有未整改的整改通知，整改后才能报完工",
+            "Open rectification orders remain: rectify them before reporting completion",
+        )
+    renovation.status = "completed"
+    renovation.actual_end = local_today(now)
+    session.flush()
+
+
+def _restore_unit(renovation: Renovation) -> None:
+    unit = renovation.unit
+    if unit is not None and unit.status == "renovating":
+        unit.status = renovation.unit_status_before or "occupied"
+
+
+def accept(session, renovation: Renovation, passed: bool, note=None, *, now=None) -> RectificationOrder | None:
+    """Completion acceptance (验收): pass, or fail with what must be put right (a rectification
+    order with a deadline); after rectification the works are reported completed again."""
+    from models.base import utcnow
+
+    now = now or utcnow()
+    if passed:
+        require_move(renovation, "accepted")
+        if _open_rectifications(session, renovation, ("open", "done")):
+            raise _err(
+                "status",
+                "还有未复查通过的整改通知，不能验收合格",
+                "Rectification orders are not yet verified: the works cannot pass acceptance",
+            )
+        renovation.status = "accepted"
+        renovation.acceptance_note = _text(note, "acceptance_note", 2000)
+        renovation.next_inspection_on = None
+        _restore_unit(renovation)
+        session.flush()
+        return None
+    require_move(renovation, "failed")
+    note = _text(note, "acceptance_note", 2000, required=True)
+    renovation.status = "failed"
+    renovation.acceptance_note = note
+    order = open_rectification(session, renovation, note, now=now)
+    session.flush()
+    return order
+
+
+def cancel(session, renovation: Renovation, reason) -> None:
+    """Withdraw an application (or an approved one before the works start). Unpaid deposit and
+    fee lines are voided; money already paid is refused here (refund it first)."""
+    reason = _text(reason, "reason", 2000, required=True)
+    require_move(renovation, "cancelled")
+    bills = renovation_bills(session, renovation)
+    if any(Decimal(b.paid_amount) > 0 for b in bills.values()):
+        raise _err(
+            "status",
+            "押金或管理费已有缴款，不能直接取消；请先办理退款",
+            "The deposit or fee is already (partly) paid: refund it before cancelling",
+        )
+    for b in bills.values():
+        b.status = "void"
+    renovation.status = "cancelled"
+    renovation.decision_note = reason
+    session.flush()
+
+
+def open_rectification(session, renovation: Renovation, description: str, *, inspection=None, now=None):
+    from models.base import utcnow
+
+    now = now or utcnow()
+    deadline = now + dt.timedelta(days=int(_cfg("RECTIFICATION_DAYS", 3)))
+    order = RectificationOrder(
+        renovation_id=renovation.id,
+        inspection_id=inspection.id if inspection is not None else None,
+        description=description,
+        deadline=deadline,
+        status="open",
+        steps_done=0,
+        next_due_at=deadline,
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def check_inspectable(renovation: Renovation) -> None:
+    if renovation.status not in WORKING_STATUSES:
+        raise _err(
+            "status",
+            f"装修为“{_status_label(renovation.status, 'zh')}”，只有施工中或待验收的装修可以巡查",
+            f"The renovation is {_status_label(renovation.status, 'en')}; only works under way can be inspected",
+        )
+
+
+def after_inspection(session, renovation: Renovation, inspection: RenovationInspection, *, now=None) -> None:
+    """A violation opens a rectification order; the next inspection falls due N days on."""
+    if inspection.violation:
+        open_rectification(session, renovation, inspection.findings, inspection=inspection, now=now)
+    if renovation.status == "active":
+        days = int(_cfg("RENOVATION_INSPECTION_DAYS", 3))
+        renovation.next_inspection_on = local_today(now) + dt.timedelta(days=days)
+    session.flush()
+
+
+def record_inspection(
+    session, renovation: Renovation, findings, *, violation: bool = False, photos=(), inspector_id=None, now=None
+) -> RenovationInspection:
+    """An inspection during the works; a violation opens a rectification order."""
+    from models.base import utcnow
+
+    now = now or utcnow()
+    findings = _text(findings, "findings", 4000, required=True)
+    check_inspectable(renovation)
+    inspection = RenovationInspection(
+        renovation_id=renovation.id,
+        inspected_at=now,
+        inspector_id=inspector_id,
+        findings=findings,
+        photos=list(photos),
+        violation=bool(violation),
+    )
+    session.add(inspection)
+    session.flush()
+    after_inspection(session, renovation, inspection, now=now)
+    return inspection
+
+
+def rectification_done(session, order: RectificationOrder, *, now=None) -> None:
+    from models.base import utcnow
+
+    if order.status != "open":
+        raise _err("status", "只有整改中的通知可以报已整改", "Only an open order can be reported rectified")
+    order.status = "done"
+    order.done_at = now or utcnow()
+    order.next_due_at = None
+    session.flush()
+
+
+def rectification_verify(session, order: RectificationOrder) -> None:
+    if order.status != "done":
+        raise _err("status", "只有已整改的通知可以复查", "Only a rectified order can be verified")
+    order.status = "verified"
+    session.flush()
+
+
+def check_extension(session, renovation: Renovation, new_end, reason) -> tuple[dt.date, str]:
+    from sqlalchemy import select
+
+    reason = _text(reason, "reason", 2000, required=True)
+    if renovation.status not in ("approved", "active"):
+        raise _err(
+            "status",
+            f"装修为“{_status_label(renovation.status, 'zh')}”，只有已批准或施工中的装修可以申请延期",
+            f"The renovation is {_status_label(renovation.status, 'en')}; only approved or active works can be extended",
+        )
+    if not isinstance(new_end, dt.date) or new_end <= renovation.planned_end:
+        raise _err("new_end", "新的完工日期须晚于原计划完工日期", "The new end must be after the planned end")
+    pending = session.execute(
+        select(RenovationExtension.id).where(
+            RenovationExtension.renovation_id == renovation.id, RenovationExtension.status == "requested"
+        )
+    ).scalar()
+    if pending:
+        raise _err("new_end", "已有待审批的延期申请", "An extension request is already waiting for a decision")
+    return new_end, reason
+
+
+def request_extension(session, renovation: Renovation, new_end, reason) -> RenovationExtension:
+    new_end, reason = check_extension(session, renovation, new_end, reason)
+    ext = RenovationExtension(renovation_id=renovation.id, new_end=new_end, reason=reason, status="requested")
+    session.add(ext)
+    session.flush()
+    return ext
+
+
+def decide_extension(session, ext: RenovationExtension, approved: bool, note=None, *, now=None) -> None:
+    """Approve (the planned end moves) or reject (it does not) an extension: Manager only."""
+    from models.base import utcnow
+
+    if ext.status != "requested":
+        raise _err("status", "该延期申请已审批", "This extension request has already been decided")
+    renovation = ext.renovation
+    note = _text(note, "decision_note", 2000, required=not approved)
+    if approved:
+        if renovation.status not in ("approved", "active"):
+            raise _err(
+                "status",
+                f"装修为“{_status_label(renovation.status, 'zh')}”，不能延期",
+                f"The renovation is {_status_label(renovation.status, 'en')}; it cannot be extended",
+            )
+        if ext.new_end <= renovation.planned_end:
+            raise _err("new_end", "新的完工日期须晚于原计划完工日期", "The new end must be after the planned end")
+        renovation.planned_end = ext.new_end
+        renovation.overdue_alerted_on = None
+    ext.status = "approved" if approved else "rejected"
+    ext.decided_at = now or utcnow()
+    ext.decision_note = note
+    session.flush()
+
+
+def deductions_total(session, renovation: Renovation) -> Decimal:
+    from sqlalchemy import func, select
+
+    total = session.execute(
+        select(func.coalesce(func.sum(DepositDeduction.amount), 0)).where(
+            DepositDeduction.renovation_id == renovation.id
+        )
+    ).scalar()
+    return Decimal(total).quantize(CENT)
+
+
+def check_deduction(renovation: Renovation, amount, reason) -> tuple[Decimal, str]:
+    amount = _money(amount, "amount")
+    reason = _text(reason, "reason", 200, required=True)
+    if renovation.status not in (*WORKING_STATUSES, "accepted"):
+        raise _err(
+            "status",
+            f"装修为“{_status_label(renovation.status, 'zh')}”，不能再从押金中扣除",
+            f"The renovation is {_status_label(renovation.status, 'en')}; no deduction can be recorded",
+        )
+    return amount, reason
+
+
+def record_deduction(session, renovation: Renovation, amount, reason) -> DepositDeduction:
+    amount, reason = check_deduction(renovation, amount, reason)
+    row = DepositDeduction(renovation_id=renovation.id, amount=amount, reason=reason)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def refund_amount(session, renovation: Renovation) -> Decimal:
+    """The deposit less the recorded deductions, never negative."""
+    return max(Decimal(renovation.deposit or 0) - deductions_total(session, renovation), Decimal(0)).quantize(CENT)
+
+
+def refund_deposit(session, renovation: Renovation, *, method: str = "bank_transfer", reason=None, now=None):
+    """Refund the deposit once, less deductions: a ``Refund`` row (the deposit's payment when
+    there is one) unless nothing is left; the renovation records it and ends. Not bounded by the
+    unit's prepaid balance: the money refunded is the deposit's, not prepaid fees."""
+    from sqlalchemy import select
+
+    from models.base import utcnow
+    from models.payments import PAYMENT_METHODS, PaymentAllocation, Refund
+
+    now = now or utcnow()
+    # Serialise refunds of one renovation; the status check after the lock sees a finished one.
+    session.execute(select(Renovation.id).where(Renovation.id == renovation.id).with_for_update())
+    session.refresh(renovation)
+    if renovation.refund_id is not None or renovation.deposit_refunded is not None:
+        raise _err("status", "押金已退还，不能重复退款", "The deposit has already been refunded")
+    require_move(renovation, "refunded")
+    if method not in PAYMENT_METHODS:
+        raise _err("method", "退款方式无效", "Invalid method")
+    amount = refund_amount(session, renovation)
+    payment_id = None
+    if Decimal(renovation.deposit or 0) > 0:
+        bill = renovation_bills(session, renovation).get("deposit")
+        if bill is None or bill.status != "paid":
+            raise _err("status", "押金尚未缴清，不能退还", "The deposit has not been paid in full: nothing to refund")
+        payment_id = session.execute(
+            select(PaymentAllocation.payment_id)
+            .where(PaymentAllocation.bill_id == bill.id, PaymentAllocation.reversed_at.is_(None))
+            .order_by(PaymentAllocation.id.desc())
+            .limit(1)
+        ).scalar()
+    refund_row = None
+    if amount > 0:
+        deducted = deductions_total(session, renovation)
+        text = _text(reason, "reason", 120) or ""
+        refund_row = Refund(
+            unit_id=renovation.unit_id,
+            payment_id=payment_id,
+            amount=amount,
+            method=method,
+            reason=f"装修押金退还 {renovation.number}（押金 {renovation.deposit}，扣除 {deducted}）{text}"[:200],
+            refunded_at=now,
+        )
+        session.add(refund_row)
+        session.flush()
+        renovation.refund_id = refund_row.id
+    renovation.deposit_refunded = amount
+    renovation.status = "refunded"
+    session.flush()
+    return refund_row
 
 
 # Complaints caused by a renovation link to it (Ticket.renovation_id) and show on its page.

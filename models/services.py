@@ -307,5 +307,8 @@ def next_order_number(session: Session, now: dt.datetime | None = None) -> str:
         .order_by(ServiceOrder.number.desc())
         .limit(1)
     ).scalar()
+    # Orders inserted in the same flush (a job making several) have numbers the table lacks yet.
+    pending = [o.number for o in session.new if isinstance(o, ServiceOrder) and (o.number or "").startswith(prefix)]
+    last = max([n for n in (last, *pending) if n], default=None)
     seq = int(last.rsplit("-", 1)[1]) + 1 if last else 1
     return f"{prefix}{seq:04d}"

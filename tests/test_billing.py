@@ -458,7 +458,9 @@ def test_sigkill_halfway_leaves_nothing_and_a_rerun_completes(app, database_url,
         db.session.remove()
 
     celery = app.extensions["celery"]
-    blocker = db.engine.connect()
+    with app.app_context():
+        engine = db.engine
+    blocker = engine.connect()
     tx = blocker.begin()
     uid = blocker.execute(text("SELECT id FROM ab_user WHERE username = 'system'")).scalar()
     blocker.execute(
@@ -477,7 +479,7 @@ def test_sigkill_halfway_leaves_nothing_and_a_rerun_completes(app, database_url,
             deadline = time.monotonic() + 120
             waiting = False
             while time.monotonic() < deadline and not waiting:
-                with db.engine.connect() as probe:
+                with engine.connect() as probe:
                     waiting = bool(
                         probe.execute(
                             text(

@@ -366,13 +366,20 @@ def test_bill_dispute_and_late_fee_waiver(app, api, estate):
 def test_manual_one_off_line(app, api, estate):
     estate_id, units = estate
     item = new_item(api, kind="service")
-    body = {"unit": units[1], "item": item, "period": "2033-03", "quantity": "2", "unit_price": "35.5000"}
+    body = {
+        "unit": units[1],
+        "item": item,
+        "period": "2033-03",
+        "quantity": "2",
+        "unit_price": "35.5000",
+        "due_date": "2033-03-20",
+    }
     resp = api("Manager").post("/api/v1/bill/", json=body)
     assert resp.status_code == 422 and "source" in resp.json["message"]
     resp = api("Manager").post("/api/v1/bill/", json={**body, "source": "service_order:1"})
     assert resp.status_code == 201, resp.get_data(as_text=True)
     got = api("Manager").get(f"/api/v1/bill/{resp.json['id']}").json["result"]
-    assert Decimal(str(got["amount"])) == Decimal("71.00") and got["due_date"] == "2033-03-16"
+    assert Decimal(str(got["amount"])) == Decimal("71.00") and got["due_date"] == "2033-03-20"
     assert api("Staff").post("/api/v1/bill/", json={**body, "source": "service_order:2"}).status_code == 403
 
 
@@ -386,7 +393,7 @@ def test_run_billing_form_starts_the_job(app, api, web, estate, monkeypatch):
         make_standard(db, make_item(db), [estate_id], start=dt.date(2033, 1, 1))
         db.session.remove()
     celery = app.extensions["celery"]
-    monkeypatch.setattr(celery.conf, "task_always_eager", True)
+    monkeypatch.setitem(celery.conf, "task_always_eager", True)
     resp = api("Manager").post("/api/v1/billing_run/", json={"estate": estate_id, "period": "2033-13"})
     assert resp.status_code == 422 and "period" in resp.json["message"]
     resp = api("Manager").post("/api/v1/billing_run/", json={"estate": estate_id, "period": "2033-04"})
@@ -456,4 +463,4 @@ def test_standard_screens(app, api, web, estate, uploads):
             "effective_from": "2040-01-01",
         },
     )
-    assert resp.status_code in (302, 303), resp.get_data(as_text=True)[:3000]
+    assert resp.status_code in (302, 303)

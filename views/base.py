@@ -33,10 +33,12 @@ from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from marshmallow import ValidationError, validate
+from sqlalchemy import Boolean
 from wtforms import HiddenField, SelectField
 from wtforms.validators import DataRequired, Optional
 
 from app.i18n import T
+from models.base import UTCDateTime
 from models.errors import Conflict, FieldErrors
 from models.validators import mask_id_number, mask_phone
 from views.datamodel import MSG_CONFLICT, DeskInterface, parse_int_key
@@ -95,6 +97,24 @@ VIEW_PERMISSIONS = {
     "rate": "write",
     "cancel": "write",
     "from_ticket": "write",
+    # renovations (views/renovation.py): approving / rejecting is the separate "approve" right
+    "approve_renovation": "approve",
+    "reject_renovation": "approve",
+    "approve_extension": "approve",
+    "reject_extension": "approve",
+    "complete": "write",
+    "accept": "write",
+    "refund": "write",
+    "request_extension": "write",
+    "add_drawings": "write",
+    "link_complaint": "write",
+    "drawing": "read",
+    "permit": "read",
+    "record": "write",
+    "photo": "read",
+    "rectified": "write",
+    "verify": "write",
+    "deduct": "write",
 }
 API_PERMISSIONS = {
     "get": "read",
@@ -130,6 +150,21 @@ API_PERMISSIONS = {
     "rate": "write",
     "cancel": "write",
     "from_ticket": "write",
+    # renovations (views/renovation.py)
+    "approve_renovation": "approve",
+    "reject_renovation": "approve",
+    "approve_extension": "approve",
+    "reject_extension": "approve",
+    "complete": "write",
+    "accept": "write",
+    "refund": "write",
+    "request_extension": "write",
+    "add_drawings": "write",
+    "link_complaint": "write",
+    "record": "write",
+    "rectified": "write",
+    "verify": "write",
+    "deduct": "write",
 }
 MASKS = {"phone": mask_phone, "id": mask_id_number}
 MSG_PERSONAL_FILTER = T(
@@ -621,18 +656,37 @@ class DeskModelRestApi(ModelRestApi):
 
 # --- building both from a resource ------------------------------------------------------------
 def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -> dict:
+    from views.fields import LocalDateTimeField, optional_boolean
     from views.lookups import lookup_field
 
     fields = {}
+    form_columns = set(resource.edit_columns) | set(resource.add_columns or ())
+    table = resource.model.__table__
+    for col in form_columns:
+        column = table.columns.get(col)
+        if column is None or col in resource.choices:
+            continue
+        if isinstance(column.type, Boolean):
+            default = column.default.arg if column.default is not None and column.default.is_scalar else False
+            fields[col] = optional_boolean(str(resource.label_of(col)), default)
+        elif isinstance(column.type, UTCDateTime):
+            fields[col] = LocalDateTimeField(
+                str(resource.label_of(col)),
+                validators=[Optional()] if column.nullable else [DataRequired()],
+                description=str(resource.descriptions.get(col, "")),
+            )
     for col, choices in resource.choices.items():
-        column = resource.model.__table__.columns.get(col)
+        column = table.columns.get(col)
         required = column is not None and not column.nullable
+        # A required choice with a model default starts on it; one without (a ticket's class)
+        # starts empty, so nobody files an emergency by leaving the form as it came.
+        default = column.default.arg if column is not None and column.default is not None and column.default.is_scalar else None
         fields[col] = SelectField(
             str(resource.label_of(col)),
             widget=Select2Widget(),
-            choices=([] if required else [("", "")]) + [(k, v) for k, v in choices.items()],
+            choices=([] if required and default is not None else [("", "")]) + [(k, v) for k, v in choices.items()],
             validators=[DataRequired()] if required else [Optional()],
-            default=next(iter(choices)) if required else None,
+            default=default,
             filters=[lambda v: v or None],  # an empty choice is NULL, not ""
         )
     for lk in resource.lookups:
@@ -646,7 +700,10 @@ def build_view(resource: Resource) -> type[DeskModelView]:
     datamodel = DeskInterface(resource.model)
     labels = {c: resource.label_of(c) for c in resource.all_columns()}
     personal = resource.personal_columns()
-    formatters = {}
+    from views.fields import show_value
+
+    # Every shown column reads well: no "None", 是/否, times in the office's zone.
+    formatters = {col: show_value for col in [*resource.list_columns, *resource.show_columns]}
     for col, choices in resource.choices.items():
         formatters[col] = _choice_formatter(choices)
     for col, kind in personal.items():
@@ -686,7 +743,7 @@ def build_view(resource: Resource) -> type[DeskModelView]:
         attrs["show_template"] = resource.show_template
     if not resource.writable:
         attrs["base_permissions"] = ["can_read", "can_export"]
-    return type(f"{resource.model.__name__}View", (*resource.view_mixins, DeskModelView), attrs)
+    return type(f"{resource.class_stem}View", (*resource.view_mixins, DeskModelView), attrs)
 
 
 def build_api(resource: Resource) -> type[DeskModelRestApi]:
@@ -728,4 +785,4 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
         attrs["order_columns"] = list(resource.order_columns)
     if not resource.writable:
         attrs["base_permissions"] = ["can_read", "can_export"]
-    return type(f"{resource.model.__name__}Api", (*resource.api_mixins, DeskModelRestApi), attrs)
+    return type(f"{resource.class_stem}Api", (*resource.api_mixins, DeskModelRestApi), attrs)

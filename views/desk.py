@@ -17,6 +17,7 @@ from models.desk import (
     CHANNELS,
     COMPLAINT_ABOUT,
     CONSULT_MODES,
+    ESCALATION_LEVELS,
     EVENT_KINDS,
     MEDICAL_PATHS,
     NOTIFICATION_CHANNELS,
@@ -184,16 +185,8 @@ class FilterIsNotNull(BaseFilter):
 
 
 class NamedAfterResource:
-    """``build_view`` / ``build_api`` name the generated classes after the model; a second
-    resource over the same model needs names of its own, since FAB keys blueprints, endpoints and
-    list state by class name. Put this mixin first in such a resource's mixins."""
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        resource = cls.__dict__.get("resource")
-        if resource is not None:
-            suffix = "Api" if cls.__name__.endswith("Api") else "View"
-            cls.__name__ = cls.__qualname__ = "".join(p.title() for p in resource.name.split("_")) + suffix
+    """Kept for the modules that still list it; the registry now names every generated class
+    after its resource (``Resource.class_stem``), so this adds nothing."""
 
 
 TICKET_LABELS = {
@@ -325,6 +318,7 @@ register(
             "medical_path": MEDICAL_PATHS,
             "consult_mode": CONSULT_MODES,
             "complaint_about": COMPLAINT_ABOUT,
+            "escalation_level": ESCALATION_LEVELS,
         },
         lookups=[
             UNIT_LOOKUP,
@@ -436,8 +430,7 @@ register(
         writable=False,
         base_filters=[["archived_at", FilterIsNotNull, None]],
         # The timeline on the detail page; its status form needs a write right nobody has here.
-        view_mixins=(NamedAfterResource, TicketViewMixin),
-        api_mixins=(NamedAfterResource,),
+        view_mixins=(TicketViewMixin,),
         show_template="desk/ticket_show.html",
     )
 )
@@ -554,6 +547,12 @@ register(
 
 # --- callbacks -------------------------------------------------------------------------------
 class CallbackViewMixin:
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk):
+        g.desk_callback = self.datamodel.get(pk, self._base_filters)
+        return super().show(pk)
+
     @expose("/outcome/<int:pk>", methods=["POST"])
     @has_access
     def outcome(self, pk):

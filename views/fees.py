@@ -21,7 +21,7 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.fieldwidgets import Select2ManyWidget
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from sqlalchemy import func, select
-from wtforms import SelectMultipleField
+from wtforms import BooleanField, SelectMultipleField
 from wtforms.validators import DataRequired
 
 from app.i18n import T
@@ -271,8 +271,11 @@ class UnitUsesFormMixin:
             validators=[DataRequired()],
             default=["residential"],
         )
-        self.add_form_extra_fields = {**self.add_form_extra_fields, "unit_uses": field}
-        self.edit_form_extra_fields = {**self.edit_form_extra_fields, "unit_uses": field}
+        # A NOT NULL boolean would be a required checkbox: unticked must mean False.
+        unsold = BooleanField(str(STANDARD_LABELS["bill_unsold_to_developer"]), default=True)
+        extra = {"unit_uses": field, "bill_unsold_to_developer": unsold}
+        self.add_form_extra_fields = {**self.add_form_extra_fields, **extra}
+        self.edit_form_extra_fields = {**self.edit_form_extra_fields, **extra}
         self.formatters_columns = {
             **self.formatters_columns,
             "unit_uses": lambda v: "、".join(str(UNIT_USES.get(u, u)) for u in (v or [])),

@@ -87,6 +87,7 @@ def lookup_response(resource, column: str):
     term = (request.args.get("q") or "").strip()
     stmt = select(model).order_by(model.id).limit(20)
     if term:
-        stmt = stmt.where(or_(*[getattr(model, c).startswith(term) for c in lk.search]))
+        # "1201" finds "3-2-1201": clerks type the part of a code they hear on the phone.
+        stmt = stmt.where(or_(*[getattr(model, c).contains(term, autoescape=True) for c in lk.search]))
     rows = current_app.appbuilder.session.execute(stmt).scalars().all()
     return jsonify(results=[{"id": r.id, "text": lk.label(r)} for r in rows])

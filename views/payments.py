@@ -58,7 +58,9 @@ MSG_PAYMENT_RECORD = T(
     "收款是财务记录，不能修改金额或删除；录错请作废后重新收款",
     "A payment is a financial record: it cannot be changed or deleted; void it and record it again",
 )
-MSG_REFUND_RECORD = T("退款是财务记录，不能修改或删除", "A refund is a financial record: it cannot be changed or deleted")
+MSG_REFUND_RECORD = T(
+    "退款是财务记录，不能修改或删除", "A refund is a financial record: it cannot be changed or deleted"
+)
 MSG_NOTICE_RECORD = T(
     "催缴通知由每日催缴任务生成，不能手工新增或删除", "Dunning notices are made by the daily job; they cannot be added"
 )
@@ -256,9 +258,7 @@ class PaymentApiMixin(NamedAfterResource, PaymentRules):
     def _payment_json(self, payment: Payment) -> dict:
         session = self.datamodel.session
         allocations = session.execute(
-            select(PaymentAllocation)
-            .where(PaymentAllocation.payment_id == payment.id)
-            .order_by(PaymentAllocation.id)
+            select(PaymentAllocation).where(PaymentAllocation.payment_id == payment.id).order_by(PaymentAllocation.id)
         ).scalars()
         return {
             "receipt_no": payment.receipt_no,
@@ -650,8 +650,12 @@ def collection_figures(session, first: str, last: str, estate_id: int | None = N
     if estate_id:
         q = q.where(Bill.estate_id == estate_id)
     rows = session.execute(q).all()
-    estates = dict(session.execute(select(Estate.id, Estate.name).where(Estate.id.in_({r.estate_id for r in rows}))).all())
-    items = dict(session.execute(select(FeeItem.id, FeeItem.name).where(FeeItem.id.in_({r.item_id for r in rows}))).all())
+    estates = dict(
+        session.execute(select(Estate.id, Estate.name).where(Estate.id.in_({r.estate_id for r in rows}))).all()
+    )
+    items = dict(
+        session.execute(select(FeeItem.id, FeeItem.name).where(FeeItem.id.in_({r.item_id for r in rows}))).all()
+    )
 
     def roll(key_of, label_of):
         acc: dict = {}
@@ -724,8 +728,12 @@ def income_figures(session, first: str, last: str, estate_id: int | None = None)
         "to": last,
         "methods": [{"method": m, "label": str(PAYMENT_METHODS[m])} for m in methods],
         "by_method": [
-            {"method": m, "label": str(PAYMENT_METHODS[m]), "amount": by_method.get(m, (Decimal(0), 0))[0],
-             "payments": by_method.get(m, (Decimal(0), 0))[1]}
+            {
+                "method": m,
+                "label": str(PAYMENT_METHODS[m]),
+                "amount": by_method.get(m, (Decimal(0), 0))[0],
+                "payments": by_method.get(m, (Decimal(0), 0))[1],
+            }
             for m in methods
         ],
         "by_item": rows,
@@ -766,7 +774,11 @@ def report_charts(col: dict, aging: list[dict], income: dict) -> dict:
             color="#4a9a5a",
         ),
         "aging": bar_chart_svg(
-            bucket_totals, title=str(T("欠费账龄（元）", "Arrears by age (CNY)")), width=420, height=220, color="#b4543c"
+            bucket_totals,
+            title=str(T("欠费账龄（元）", "Arrears by age (CNY)")),
+            width=420,
+            height=220,
+            color="#b4543c",
         ),
         "income": bar_chart_svg(
             [(m["label"], float(m["amount"])) for m in income["by_method"]],
@@ -809,8 +821,13 @@ def _rate_text(rate):
 def report_workbook(session, args: dict, with_units: bool):
     col = collection_figures(session, args["from"], args["to"], args["estate"])
     income = income_figures(session, args["from"], args["to"], args["estate"])
-    head = [str(T("项目", "Key")), str(T("应收", "Billed")), str(T("实收", "Collected")),
-            str(T("欠收", "Outstanding")), str(T("收缴率%", "Rate %"))]
+    head = [
+        str(T("项目", "Key")),
+        str(T("应收", "Billed")),
+        str(T("实收", "Collected")),
+        str(T("欠收", "Outstanding")),
+        str(T("收缴率%", "Rate %")),
+    ]
 
     def rows_of(block):
         return [[str(a["label"]), a["billed"], a["collected"], a["outstanding"], _rate_text(a["rate"])] for a in block]
@@ -827,8 +844,13 @@ def report_workbook(session, args: dict, with_units: bool):
         ),
         (
             str(T("欠费账龄（小区）", "Aging by estate")),
-            [str(T("小区", "Estate")), str(T("户数", "Units")), *bucket_head, str(T("合计", "Total")),
-             str(T("其中争议", "Disputed"))],
+            [
+                str(T("小区", "Estate")),
+                str(T("户数", "Units")),
+                *bucket_head,
+                str(T("合计", "Total")),
+                str(T("其中争议", "Disputed")),
+            ],
             [
                 [r["estate_name"], r["units"], *[r[k] for k, _, _, _ in BUCKETS], r["total"], r["disputed"]]
                 for r in arrears_summary(session, args["as_of"], estate_id=args["estate"])
@@ -840,12 +862,27 @@ def report_workbook(session, args: dict, with_units: bool):
         sheets.append(
             (
                 str(T("欠费明细", "Arrears by unit")),
-                [str(T("小区", "Estate")), str(T("房号", "Unit")), str(T("业主", "Owner")),
-                 str(T("最早账期", "From")), str(T("逾期天数", "Days late")), *bucket_head,
-                 str(T("合计", "Total")), str(T("其中争议", "Disputed"))],
                 [
-                    [u["estate_name"], u["unit_code"], u["owner_name"] or "", u["first_period"], u["days_past_due"],
-                     *[u[k] for k, _, _, _ in BUCKETS], u["total"], u["disputed"]]
+                    str(T("小区", "Estate")),
+                    str(T("房号", "Unit")),
+                    str(T("业主", "Owner")),
+                    str(T("最早账期", "From")),
+                    str(T("逾期天数", "Days late")),
+                    *bucket_head,
+                    str(T("合计", "Total")),
+                    str(T("其中争议", "Disputed")),
+                ],
+                [
+                    [
+                        u["estate_name"],
+                        u["unit_code"],
+                        u["owner_name"] or "",
+                        u["first_period"],
+                        u["days_past_due"],
+                        *[u[k] for k, _, _, _ in BUCKETS],
+                        u["total"],
+                        u["disputed"],
+                    ]
                     for u in units
                 ],
             )

@@ -23,6 +23,7 @@ CATEGORIES: dict[str, tuple[T, str]] = {
     "audit": (T("审计", "Audit"), "fa-history"),
     "fees": (T("收费管理", "Fees"), "fa-yen"),
     "services": (T("便民服务", "Services"), "fa-handshake-o"),
+    "renovation": (T("装修管理", "Renovations"), "fa-paint-brush"),
 }
 
 # Labels every resource shares.
@@ -95,6 +96,13 @@ class Resource:
                     if c not in cols
                 ]
             self.show_columns = cols
+
+    @property
+    def class_stem(self) -> str:
+        """Generated classes are named after the resource (``ticket_archive`` ->
+        ``TicketArchiveView``): FAB keys blueprints, endpoints and list state by class name, and
+        two resources may share a model."""
+        return "".join(part.title() for part in self.name.split("_"))
 
     def label_of(self, column: str) -> T:
         if column in self.labels:

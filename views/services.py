@@ -19,7 +19,6 @@ routes are writes on ``service_order``; the report is a read.
 from __future__ import annotations
 
 import datetime as dt
-import inspect as pyinspect
 from decimal import Decimal, InvalidOperation
 
 from flask import abort, flash, g, redirect, request, url_for
@@ -243,32 +242,19 @@ def service_fee_item(session, item: ServiceItem) -> FeeItem:
 
 
 def record_on_spot_payment(session, order: ServiceOrder, bill, method: str, payer_name: str | None):
-    """A payment on the spot, with its receipt number, settling the order's bill line
-    (``models.payments.record_payment``)."""
-    try:
-        from models.payments import record_payment
-    except ImportError:
-        raise _err(
-            "charge_mode",
-            "现场收款暂不可用（收款模块未就绪），请计入账单",
-            "Paying on the spot is not available yet (payments module missing); add it to the bill",
-        ) from None
-    params = pyinspect.signature(record_payment).parameters
-    kwargs = {"unit": order.unit, "amount": order.amount, "method": method}
-    optional = {
-        "owner_id": order.owner_id,
-        "payer_name": payer_name,
-        "note": str(T(f"便民服务单 {order.number}", f"Service order {order.number}")),
-        "reference": order.number,
-    }
-    for key in ("bills", "bill_ids", "allocate_to"):
-        if key in params:
-            optional[key] = [bill] if key == "bills" else [bill.id]
-            break
-    kwargs.update({k: v for k, v in optional.items() if k in params})
-    if "unit" not in params and "unit_id" in params:
-        kwargs["unit_id"] = kwargs.pop("unit").id
-    return record_payment(session, **kwargs)
+    """A payment on the spot, with the next receipt number, settling the order's bill line."""
+    from models.payments import record_payment
+
+    return record_payment(
+        session,
+        order.unit,
+        Decimal(order.amount),
+        method,
+        bill_ids=[bill.id],
+        payer_name=payer_name,
+        reference=order.number,
+        note=str(T(f"便民服务单 {order.number}", f"Service order {order.number}")),
+    )
 
 
 def charge_order(session, order: ServiceOrder, data: dict) -> None:

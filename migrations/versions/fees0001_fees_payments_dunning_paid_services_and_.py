@@ -2,7 +2,7 @@
 
 Revision ID: fees0001
 Revises: b268cb9ea394
-Create Date: 2026-11-28 20:36:56.085979
+Create Date: 2026-11-28 20:39:05.204214
 
 """
 from alembic import op
@@ -383,6 +383,7 @@ def upgrade():
     sa.Column('refund_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('next_inspection_on', sa.Date(), nullable=True),
     sa.Column('overdue_alerted_on', sa.Date(), nullable=True),
+    sa.Column('unit_status_before', sa.String(length=16), nullable=True),
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),

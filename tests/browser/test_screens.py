@@ -126,11 +126,6 @@ def test_staff_adds_an_owner_through_the_form(app, page, login):
     assert _owner_count(app, name) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="views/base.py DeskModelView._add/_edit skip FAB's update_redirect() on GET, so after "
-    "saving, get_redirect() pops the list and lands on the page before it (the index)",
-)
 def test_saving_an_added_owner_returns_to_the_list(page, login):
     login(page, "Staff")
     _open_add_form_from_list(page, "owner")
