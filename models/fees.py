@@ -496,6 +496,15 @@ class Bill(AuditedModel):
             "late_fee >= 0 AND late_fee_waived >= 0 AND late_fee_waived <= late_fee", name="ck_bill_late_fee"
         ),
         Index("ix_bill_open_due", "status", "due_date"),
+        # Arrears read only the unpaid lines: a partial index that carries what the report sums,
+        # so the report is an index-only scan (models/arrears.py).
+        Index(
+            "ix_bill_unpaid",
+            "due_date",
+            "unit_id",
+            postgresql_where="status IN ('open', 'partial')",
+            postgresql_include=["owner_id", "estate_id", "amount", "late_fee", "late_fee_waived", "paid_amount", "disputed", "period"],
+        ),
         Index("ix_bill_unit_period", "unit_id", "period"),
         Index("ix_bill_estate_period", "estate_id", "period"),
     )

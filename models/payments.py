@@ -115,10 +115,19 @@ class PaymentAllocation(AuditedModel):
     )
 
 
+REFUND_KINDS = {
+    "prepaid": T("预存款退款", "Prepaid balance refund"),
+    "deposit": T("押金退还", "Deposit refund"),
+}
+
+
 class Refund(AuditedModel):
-    """Prepaid balance paid back to the payer."""
+    """Money paid back: prepaid balance (reduces it), or a deposit (装修押金, held apart from the
+    prepaid balance: it was paid against its own bill)."""
 
     __tablename__ = "refund"
+
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="prepaid")
 
     unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"), nullable=False)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
@@ -130,7 +139,10 @@ class Refund(AuditedModel):
     unit = relationship("Unit", lazy="select")
     payment = relationship("Payment", lazy="select")
 
-    __table_args__ = (CheckConstraint("amount > 0", name="ck_refund_amount"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="ck_refund_amount"),
+        CheckConstraint("kind IN ('prepaid', 'deposit')", name="ck_refund_kind"),
+    )
 
 
 class DunningNotice(AuditedModel):
@@ -322,7 +334,7 @@ def prepaid_balance(session, unit_id: int) -> Decimal:
         )
     ).scalar()
     refunded = session.execute(
-        select(func.coalesce(func.sum(Refund.amount), 0)).where(Refund.unit_id == unit_id)
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(Refund.unit_id == unit_id, Refund.kind == "prepaid")
     ).scalar()
     return (Decimal(paid) - Decimal(allocated) - Decimal(refunded)).quantize(CENT)
 

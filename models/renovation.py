@@ -734,6 +734,7 @@ def refund_deposit(session, renovation: Renovation, *, method: str = "bank_trans
         deducted = deductions_total(session, renovation)
         text = _text(reason, "reason", 120) or ""
         refund_row = Refund(
+            kind="deposit",
             unit_id=renovation.unit_id,
             payment_id=payment_id,
             amount=amount,

@@ -88,3 +88,16 @@ def test_api_errors_are_json(api):
     assert resp.status_code == 404 and resp.is_json
     resp = api("Staff").get("/api/v1/no_such_resource/")
     assert resp.status_code == 404 and resp.is_json
+
+
+def test_readme_documents_every_setting_and_resource():
+    """The README's configuration table and role table keep up with config.py and the registry."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    names = re.findall(r'env\("([A-Z_]+)"', (root / "config.py").read_text(encoding="utf-8"))
+    missing = [n for n in names if f"`DESK_{n}`" not in readme]
+    assert not missing, f"README lacks these settings: {missing}"
+    undocumented = [name for name in REGISTRY if f"| {name} |" not in readme]
+    assert not undocumented, f"README's role table lacks: {undocumented}"

@@ -2,7 +2,7 @@
 
 Revision ID: fees0001
 Revises: b268cb9ea394
-Create Date: 2026-11-28 20:39:05.204214
+Create Date: 2026-11-28 21:05:26.325294
 
 """
 from alembic import op
@@ -204,6 +204,7 @@ def upgrade():
         batch_op.create_index('ix_bill_estate_period', ['estate_id', 'period'], unique=False)
         batch_op.create_index('ix_bill_open_due', ['status', 'due_date'], unique=False)
         batch_op.create_index('ix_bill_unit_period', ['unit_id', 'period'], unique=False)
+        batch_op.create_index('ix_bill_unpaid', ['due_date', 'unit_id'], unique=False, postgresql_where="status IN ('open', 'partial')", postgresql_include=['owner_id', 'estate_id', 'amount', 'late_fee', 'late_fee_waived', 'paid_amount', 'disputed', 'period'])
 
     op.create_table('dunning_notice',
     sa.Column('estate_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -336,6 +337,7 @@ def upgrade():
         batch_op.create_index('ix_payment_allocation_payment', ['payment_id'], unique=False)
 
     op.create_table('refund',
+    sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('unit_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('payment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('amount', sa.Numeric(precision=14, scale=2), nullable=False),
@@ -348,6 +350,7 @@ def upgrade():
     sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_by_id', sa.Integer(), nullable=False),
     sa.Column('changed_by_id', sa.Integer(), nullable=False),
+    sa.CheckConstraint("kind IN ('prepaid', 'deposit')", name='ck_refund_kind'),
     sa.CheckConstraint('amount > 0', name='ck_refund_amount'),
     sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id'], ),
     sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id'], ),
@@ -583,6 +586,7 @@ def downgrade():
 
     op.drop_table('dunning_notice')
     with op.batch_alter_table('bill', schema=None) as batch_op:
+        batch_op.drop_index('ix_bill_unpaid', postgresql_where="status IN ('open', 'partial')", postgresql_include=['owner_id', 'estate_id', 'amount', 'late_fee', 'late_fee_waived', 'paid_amount', 'disputed', 'period'])
         batch_op.drop_index('ix_bill_unit_period')
         batch_op.drop_index('ix_bill_open_due')
         batch_op.drop_index('ix_bill_estate_period')

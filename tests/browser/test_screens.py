@@ -208,7 +208,9 @@ def test_committee_sees_no_write_control(page, login, live_server, archive, arti
             show = page.locator("table tbody a[href*='/show/']").first
             if show.count():
                 shows.append(show.get_attribute("href"))
-    missing = {u.split("/")[1] for u in lists} - {s.split("/")[1] for s in shows}
+    # The archive fixture fills these; other lists are checked as far as they have rows.
+    seeded = {"estate", "building", "unit", "owner", "ownership", "resident", "vehicle"}
+    missing = seeded - {s.split("/")[1] for s in shows}
     assert not missing, f"no detail page to open for {sorted(missing)} (no rows listed?)"
     for url in shows:
         _goto_ok(page, url)
