@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.extensions import db
 from models.base import utcnow
-from models.desk import Notification, NotificationRoute
+from models.desk import Notification, NotificationRoute, webhook_host_allowed
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,15 @@ def _forget_new_notifications(session: Session, previous_transaction) -> None:
 
 
 def queue_deliveries(ids: list[int]) -> None:
+    # The current Flask app's Celery, not the process-wide default (a process may hold several apps).
+    from flask import current_app as flask_app
+    from flask import has_app_context
+
+    celery = flask_app.extensions.get("celery") if has_app_context() else None
+    task = celery.tasks[deliver_notification.name] if celery is not None else deliver_notification
     for nid in ids:
         try:
-            deliver_notification.apply_async(args=[nid], ignore_result=True)
+            task.apply_async(args=[nid], ignore_result=True)
         except Exception:  # the broker is down: the redelivery sweep will queue it later
             log.warning("could not queue notification %s; the redelivery sweep will", nid, exc_info=True)
 
@@ -90,6 +96,8 @@ def _post_webhook(n: Notification) -> None:
     route = db.session.get(NotificationRoute, route_id)
     if route is None or not route.active:
         raise RuntimeError("webhook route gone")
+    if not webhook_host_allowed(route.target):
+        raise RuntimeError("webhook host not in WEBHOOK_ALLOWED_HOSTS")
     # WeCom / DingTalk group robots both take {"msgtype": "text", "text": {"content": ...}}.
     payload = {"msgtype": "text", "text": {"content": f"{n.title}\n{n.body or ''}".strip()}}
     req = urllib.request.Request(

@@ -682,6 +682,16 @@ class Notification(Model):
         return self.title
 
 
+def webhook_host_allowed(url: str) -> bool:
+    """The server posts to these hosts only: a robot URL typed in a form must not make the server
+    call into the office's own network (server-side request forgery)."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    allowed = {h.strip().lower() for h in str(_config("WEBHOOK_ALLOWED_HOSTS", "")).split(",") if h.strip()}
+    return bool(host) and host in allowed
+
+
 class NotificationRoute(AuditedModel):
     """Per role: send email to its members, and/or post to its group robot's webhook."""
 
@@ -698,8 +708,18 @@ class NotificationRoute(AuditedModel):
         errors = {}
         if self.channel not in ("email", "webhook"):
             errors["channel"] = [str(T("渠道为 email 或 webhook", "The channel is email or webhook"))]
-        if self.channel == "webhook" and not (self.target or "").startswith(("http://", "https://")):
-            errors["target"] = [str(T("请填写 http(s) 地址", "Give an http(s) address"))]
+        if self.channel == "webhook":
+            if not (self.target or "").startswith(("http://", "https://")):
+                errors["target"] = [str(T("请填写 http(s) 地址", "Give an http(s) address"))]
+            elif not webhook_host_allowed(self.target):
+                errors["target"] = [
+                    str(
+                        T(
+                            "只允许企业微信/钉钉群机器人地址（WEBHOOK_ALLOWED_HOSTS）",
+                            "Only WeCom / DingTalk robot addresses are allowed (WEBHOOK_ALLOWED_HOSTS)",
+                        )
+                    )
+                ]
         if errors:
             raise FieldErrors(errors)
 

@@ -48,6 +48,8 @@ def test_config(database_url: str, **extra) -> dict:
         "AUTH_RATE_LIMITED": False,
         "CELERY_BROKER_URL": REDIS_URL,
         "CELERY_RESULT_BACKEND": REDIS_URL,
+        # Test robots listen on loopback only; nothing is ever posted anywhere else.
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
     cfg.update(extra)
     return cfg
@@ -70,8 +72,8 @@ def database_url():
     drop_database(url)
 
 
-@pytest.fixture(scope="session")
-def app(database_url):
+def build_app(database_url: str):
+    """An app on ``database_url``, migrated, with one user per role."""
     from app import create_app
 
     flask_app = create_app(test_config(database_url))
@@ -82,6 +84,25 @@ def app(database_url):
         for role in ROLES:
             ensure_user(flask_app.appbuilder.sm, role.lower(), role, role, "Tester", PASSWORD)
     return flask_app
+
+
+def login_tokens(flask_app) -> dict[str, str]:
+    """role -> JWT access token."""
+    client = flask_app.test_client()
+    result = {}
+    for role in ROLES:
+        resp = client.post(
+            "/api/v1/security/login",
+            json={"username": role.lower(), "password": PASSWORD, "provider": "db"},
+        )
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        result[role] = resp.json["access_token"]
+    return result
+
+
+@pytest.fixture(scope="session")
+def app(database_url):
+    return build_app(database_url)
 
 
 @pytest.fixture()
@@ -96,16 +117,7 @@ def db_session(app):
 @pytest.fixture(scope="session")
 def tokens(app):
     """role -> JWT access token."""
-    client = app.test_client()
-    result = {}
-    for role in ROLES:
-        resp = client.post(
-            "/api/v1/security/login",
-            json={"username": role.lower(), "password": PASSWORD, "provider": "db"},
-        )
-        assert resp.status_code == 200, resp.get_data(as_text=True)
-        result[role] = resp.json["access_token"]
-    return result
+    return login_tokens(app)
 
 
 @pytest.fixture()

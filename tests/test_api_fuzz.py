@@ -61,6 +61,32 @@ def _operations() -> list[tuple[str, str]]:
 OPERATIONS = _operations()
 
 
+# The fuzzer writes, edits and deletes at random as Admin (tickets, policies, notification
+# channels...): it gets a database of its own, so nothing it leaves behind reaches other tests.
+@pytest.fixture(scope="module")
+def database_url():
+    url = cf.create_database("desk_fuzz")
+    yield url
+    cf.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def app(database_url):
+    from celery import _state
+
+    previous = _state.default_app
+    flask_app = cf.build_app(database_url)
+    yield flask_app
+    # Building an app makes its Celery the default; hand that back to whoever had it.
+    if previous is not None:
+        previous.set_default()
+
+
+@pytest.fixture(scope="module")
+def tokens(app):
+    return cf.login_tokens(app)
+
+
 @pytest.fixture(scope="module")
 def seeded(app):
     """A few real rows in every table, so generated pks sometimes hit a record."""

@@ -118,6 +118,7 @@ def celery_worker(
         "DESK_RESULT_BACKEND": broker,
         "DESK_INSTANCE_DIR": str(tmp_path / "instance"),
         "DESK_TEST_QUEUE": queue,
+        "DESK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

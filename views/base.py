@@ -33,7 +33,7 @@ from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from marshmallow import ValidationError, validate
-from sqlalchemy import Boolean
+from sqlalchemy import Boolean, Date, DateTime
 from wtforms import HiddenField, SelectField
 from wtforms.validators import DataRequired, Optional
 
@@ -656,7 +656,7 @@ class DeskModelRestApi(ModelRestApi):
 
 # --- building both from a resource ------------------------------------------------------------
 def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -> dict:
-    from views.fields import LocalDateTimeField, optional_boolean
+    from views.fields import LocalDateTimeField, date_field, optional_boolean
     from views.lookups import lookup_field
 
     fields = {}
@@ -669,6 +669,10 @@ def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -
         if isinstance(column.type, Boolean):
             default = column.default.arg if column.default is not None and column.default.is_scalar else False
             fields[col] = optional_boolean(str(resource.label_of(col)), default)
+        elif isinstance(column.type, Date) and not isinstance(column.type, DateTime):
+            fields[col] = date_field(
+                str(resource.label_of(col)), not column.nullable, str(resource.descriptions.get(col, ""))
+            )
         elif isinstance(column.type, UTCDateTime):
             fields[col] = LocalDateTimeField(
                 str(resource.label_of(col)),

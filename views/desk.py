@@ -187,9 +187,6 @@ class FilterIsNotNull(BaseFilter):
         return query.filter(field.is_not(None))
 
 
-class NamedAfterResource:
-    """Kept for the modules that still list it; the registry now names every generated class
-    after its resource (``Resource.class_stem``), so this adds nothing."""
 
 
 TICKET_LABELS = {
@@ -729,6 +726,8 @@ class NotificationViewMixin:
 
 
 def mark_read(session, pk: int) -> bool:
+    if not 0 < pk < 2**63:  # no such row can exist; and the database would refuse the number
+        return False
     result = session.execute(
         update(Notification)
         .where(Notification.id == pk, Notification.user_id == g.user.id, Notification.read_at.is_(None))

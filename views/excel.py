@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from app.i18n import T
 from models.archives import OWNER_KINDS, UNIT_STATUSES, UNIT_USES, Building, Estate, Owner, Ownership, Unit
 from models.base import ChangeLog, _plain, utcnow
+from models.fees import FeeItem, FeeStandard, MeterReading
 from models.validators import check_id_number, check_phone, check_positive_decimal, id_check_digit
 
 EXPORT_BATCH = 2000
@@ -831,9 +832,319 @@ class UnitOwnerImport(ImportSpec):
 UNIT_IMPORT = UnitOwnerImport()
 
 
+# --- meter readings ----------------------------------------------------------------------------
+CENT = Decimal("0.01")
+MAX_READING = Decimal("999999999999.99")  # Numeric(14, 2)
+MSG_PERIOD = T("账期格式为 YYYY-MM（如 2026-03）", "The period is YYYY-MM (e.g. 2026-03)")
+YES = {"是", "y", "yes", "true", "1", "换表", "已换表", "√"}
+NO = {"否", "n", "no", "false", "0", "未换表"}
+
+
+def period(value) -> str:
+    """``2026-03``, ``2026/3``, ``2026.03``, ``2026年3月``, ``202603``, or a date cell (Excel turns a
+    typed 2026-03 into the 1st of the month): ``YYYY-MM``. A decimal number (2026.1) is refused: it
+    cannot tell January from October."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        year, month = value.year, value.month
+    else:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(str(MSG_PERIOD))
+        s = _scalar_text(value)
+        m = re.fullmatch(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*月?", s) or re.fullmatch(r"(\d{4})(\d{2})", s)
+        if m is None:
+            raise ValueError(str(MSG_PERIOD))
+        year, month = int(m.group(1)), int(m.group(2))
+    if not (1900 <= year <= 2100 and 1 <= month <= 12):
+        raise ValueError(str(MSG_PERIOD))
+    return f"{year:04d}-{month:02d}"
+
+
+def meter_value(value) -> Decimal:
+    """A meter reading: a number, 0 or more, at most 2 decimals (as ``MeterReading.reading``)."""
+    if isinstance(value, bool):
+        raise ValueError(str(T("必须是数字", "Must be a number")))
+    try:
+        d = Decimal(repr(value) if isinstance(value, float) else _scalar_text(value))
+    except (ArithmeticError, ValueError):
+        raise ValueError(str(T("必须是数字", "Must be a number"))) from None
+    if not d.is_finite():
+        raise ValueError(str(T("必须是数字", "Must be a number")))
+    if d < 0:
+        raise ValueError(str(T("读数不能为负数", "The reading cannot be negative")))
+    if d > MAX_READING:
+        raise ValueError(str(T(f"不能大于 {MAX_READING}", f"Cannot be more than {MAX_READING}")))
+    if d != d.quantize(CENT):
+        raise ValueError(str(T("最多 2 位小数", "At most 2 decimal places")))
+    return d.quantize(CENT)
+
+
+def yes_no(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    s = _scalar_text(value).lower()
+    if s in YES:
+        return True
+    if s in NO:
+        return False
+    raise ValueError(str(T("请填“是”或“否”", "Use 是 (yes) or 否 (no)")))
+
+
+@dataclass
+class MeterPlan:
+    readings: list[dict] = field(default_factory=list)
+
+
+class MeterReadingImport(ImportSpec):
+    """Meter readings of one estate's units: the unit by its code in the estate (the building, if
+    given, must be the unit's), the fee item by its code; the item must be metered, i.e. have an
+    approved standard billed per quantity (按计量). ``previous_reading`` and ``quantity`` follow
+    ``MeterReading.check``: the previous reading is the one of the latest earlier period, in the
+    database or in the file; a reading below it is refused unless the meter was replaced, and after
+    a replacement the reading is the quantity."""
+
+    name = "meter_reading"
+    label = T("抄表记录", "Meter readings")
+    columns = (
+        ImportColumn("楼栋", "building", "Building", text(16), False, ("楼栋号", "楼号", "栋号"), example="1",
+                     hint=T("可不填；填写时须与房屋所在楼栋一致", "Optional; when given it must be the unit's building")),
+        ImportColumn("房号", "unit", "Unit code", text(32), True, ("房屋编号", "房间号"), example="1-1-101",
+                     hint=T("所选小区内已有的房号，如 3-2-1501", "A unit code of the chosen estate, e.g. 3-2-1501")),
+        ImportColumn("收费项目编码", "item", "Fee item code", text(32), True, ("项目编码", "收费项目代码", "收费项目"),
+                     example="WATER", hint=T("收费项目的编码；须有已批准的按计量收费标准（水、电、燃气）",
+                                              "The fee item's code; it needs an approved per-quantity standard")),
+        ImportColumn("账期", "period", "Period", period, True, ("账期YYYY-MM", "月份"), example="2026-03",
+                     hint=T("YYYY-MM，如 2026-03；请把单元格设为文本", "YYYY-MM, e.g. 2026-03; format the cells as text")),
+        ImportColumn("抄表日期", "read_on", "Read on", date, True, example=dt.date(2026, 3, 25),
+                     hint=T("如 2026-03-25", "e.g. 2026-03-25")),
+        ImportColumn("本期读数", "reading", "Reading", meter_value, True, ("读数", "表读数"), example=Decimal("1234.50"),
+                     hint=T("0 或以上，最多两位小数；低于上期读数须标记换表",
+                            "0 or more, 2 decimals at most; below the previous reading only with a meter replacement")),
+        ImportColumn("是否换表", "is_replacement", "Meter replaced", yes_no, aliases=("换表",), default=False,
+                     example="否", hint=T("是 / 否（不填为否）；换表后本期读数即为用量",
+                                          "是 (yes) / 否 (no), default no; after a replacement the reading is the quantity")),
+    )  # fmt: skip
+
+    def lock(self, session, estate_id) -> None:
+        session.execute(select(Estate.id).where(Estate.id == estate_id).with_for_update())
+
+    def _latest_readings(self, session, keys: list[tuple[int, int, str]]) -> dict[tuple, tuple[str, Decimal]]:
+        """(unit, item, period) -> (period, reading) of the database reading of the latest period
+        at or before it: the same period is a duplicate, an earlier one is the previous reading."""
+        found: dict[tuple, tuple[str, Decimal]] = {}
+        if not keys:
+            return found
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = text_sql(
+                "SELECT f.unit_id, f.item_id, f.period, m.period, m.reading"
+                " FROM unnest(:units, :items, :periods) AS f(unit_id, item_id, period)"
+                " CROSS JOIN LATERAL (SELECT r.period, r.reading FROM meter_reading r"
+                " WHERE r.unit_id = f.unit_id AND r.item_id = f.item_id AND r.period <= f.period"
+                " ORDER BY r.period DESC LIMIT 1) m"
+            ).bindparams(
+                bindparam("units", type_=ARRAY(MeterReading.__table__.c.unit_id.type)),
+                bindparam("items", type_=ARRAY(MeterReading.__table__.c.item_id.type)),
+                bindparam("periods", type_=ARRAY(MeterReading.__table__.c.period.type)),
+            )
+            for chunk in _chunks(keys):
+                params = {
+                    "units": [k[0] for k in chunk],
+                    "items": [k[1] for k in chunk],
+                    "periods": [k[2] for k in chunk],
+                }
+                for uid, iid, p, prev_period, prev_reading in session.execute(stmt, params):
+                    found[(uid, iid, p)] = (prev_period, prev_reading)
+            return found
+        for key in keys:  # other databases (never in production): one lookup per row
+            row = session.execute(
+                select(MeterReading.period, MeterReading.reading)
+                .where(MeterReading.unit_id == key[0], MeterReading.item_id == key[1], MeterReading.period <= key[2])
+                .order_by(MeterReading.period.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                found[key] = (row[0], row[1])
+        return found
+
+    def check(self, session, estate_id, rows) -> tuple[MeterPlan, list[RowError]]:
+        errors: list[RowError] = []
+        err = self.error
+        # the database: the estate's units and the fee items named in the file
+        codes = sorted({r["unit"] for _, r in rows if isinstance(r.get("unit"), str)})
+        units: dict[str, tuple[int, str]] = {}
+        for cond in values_in(session, Unit.code, codes) if codes else ():
+            for uid, code, bcode in session.execute(
+                select(Unit.id, Unit.code, Building.code)
+                .join(Building, Building.id == Unit.building_id)
+                .where(Unit.estate_id == estate_id, cond)
+            ):
+                units[code] = (uid, bcode)
+        item_codes = sorted({r["item"] for _, r in rows if isinstance(r.get("item"), str)})
+        items: dict[str, tuple[int, bool]] = {}
+        for cond in values_in(session, FeeItem.code, item_codes) if item_codes else ():
+            for iid, code, active in session.execute(select(FeeItem.id, FeeItem.code, FeeItem.active).where(cond)):
+                items[code] = (iid, active)
+        metered = (
+            set(
+                session.execute(
+                    select(FeeStandard.item_id)
+                    .where(
+                        FeeStandard.item_id.in_([i for i, _ in items.values()]),
+                        FeeStandard.status == "approved",
+                        FeeStandard.basis == "per_quantity",
+                    )
+                    .distinct()
+                ).scalars()
+            )
+            if items
+            else set()
+        )
+
+        # each row: its unit and item; a unit, item and period once in the file
+        keyed: list[tuple[int, dict, tuple[int, int, str]]] = []
+        first_of_key: dict[tuple[int, int, str], int] = {}
+        for n, r in rows:
+            uid = iid = None
+            code = r.get("unit")
+            if isinstance(code, str):
+                if code not in units:
+                    errors.append(err(n, "unit", T("所选小区没有此房号", "No such unit code in the chosen estate")))
+                else:
+                    uid, bcode = units[code]
+                    building = r.get("building")
+                    if isinstance(building, str) and building != bcode:
+                        errors.append(
+                            err(
+                                n,
+                                "building",
+                                T(f"房号 {code} 在 {bcode} 栋，不在 {building} 栋",
+                                  f"Unit {code} is in building {bcode}, not {building}"),
+                            )
+                        )  # fmt: skip
+                        uid = None
+            icode = r.get("item")
+            if isinstance(icode, str):
+                if icode not in items:
+                    errors.append(err(n, "item", T("没有此收费项目编码", "No fee item has this code")))
+                elif not items[icode][1]:
+                    errors.append(err(n, "item", T("该收费项目已停用", "This fee item is inactive")))
+                elif items[icode][0] not in metered:
+                    errors.append(
+                        err(
+                            n,
+                            "item",
+                            T("该收费项目不是计量收费（没有已批准的按计量收费标准）",
+                              "This fee item is not metered (it has no approved per-quantity standard)"),
+                        )
+                    )  # fmt: skip
+                else:
+                    iid = items[icode][0]
+            p = r.get("period")
+            if uid is None or iid is None or not isinstance(p, str):
+                continue
+            key = (uid, iid, p)
+            if key in first_of_key:
+                first = first_of_key[key]
+                errors.append(
+                    err(
+                        n,
+                        "period",
+                        T(f"与第 {first} 行重复（同一房屋、收费项目、账期）",
+                          f"Repeats row {first} (same unit, fee item and period)"),
+                    )
+                )  # fmt: skip
+                continue
+            first_of_key[key] = n
+            keyed.append((n, r, key))
+
+        # the database: readings of the same period (duplicates) and of the latest earlier one
+        latest = self._latest_readings(session, [k for _, _, k in keyed])
+        by_pair: dict[tuple[int, int], list[tuple[int, dict, str]]] = {}
+        for n, r, key in keyed:
+            db_prev = latest.get(key)
+            if db_prev is not None and db_prev[0] == key[2]:
+                errors.append(
+                    err(
+                        n,
+                        "period",
+                        T("该房屋该收费项目此账期已有抄表记录",
+                          "This unit already has a reading of this fee item for the period"),
+                    )
+                )  # fmt: skip
+                continue
+            by_pair.setdefault(key[:2], []).append((n, r, key[2]))
+
+        # the previous reading: the latest earlier period, from the database or the file
+        planned: dict[int, dict] = {}
+        for (uid, iid), group in by_pair.items():
+            group.sort(key=lambda g: g[2])
+            file_prev: tuple[int, dict, str] | None = None
+            for n, r, p in group:
+                db_prev = latest.get((uid, iid, p))
+                if file_prev is not None and (db_prev is None or file_prev[2] > db_prev[0]):
+                    prev_row: int | None = file_prev[0]
+                    prev_reading = file_prev[1]["reading"]
+                else:
+                    prev_row = None
+                    prev_reading = db_prev[1] if db_prev is not None else None
+                file_prev = (n, r, p)
+                reading, replaced = r["reading"], r["is_replacement"]
+                if prev_reading is _INVALID or reading is _INVALID or replaced is _INVALID:
+                    continue  # reported already
+                if prev_reading is not None and reading < prev_reading and not replaced:
+                    where = T(f"（第 {prev_row} 行）", f" (row {prev_row})") if prev_row else T("", "")
+                    errors.append(
+                        err(
+                            n,
+                            "reading",
+                            T(f"读数低于上期（{prev_reading}）{where.zh}；如已换表请在“是否换表”填“是”",
+                              f"Below the previous reading ({prev_reading}){where.en}; put 是 in 是否换表 if the meter was replaced"),
+                        )
+                    )  # fmt: skip
+                    continue
+                if any(v is _INVALID for v in r.values()):
+                    continue
+                base = Decimal(0) if (replaced or prev_reading is None) else Decimal(prev_reading)
+                planned[n] = {
+                    "unit_id": uid,
+                    "item_id": iid,
+                    "period": p,
+                    "read_on": r["read_on"],
+                    "reading": reading,
+                    "previous_reading": prev_reading,
+                    "is_replacement": bool(replaced),
+                    "quantity": reading - base,
+                }
+        return MeterPlan([planned[n] for n, _ in rows if n in planned]), errors
+
+    def preview(self, plan: MeterPlan) -> dict[str, int]:
+        return {
+            "meter_reading": len(plan.readings),
+            "replacement": sum(1 for r in plan.readings if r["is_replacement"]),
+        }
+
+    def write(self, session, estate_id, plan: MeterPlan, user_id: int) -> dict[str, int]:
+        insert_rows(session, MeterReading, plan.readings, user_id)
+        return self.preview(plan)
+
+
+METER_READING_IMPORT = MeterReadingImport()
+
+
 # --- the import screens ------------------------------------------------------------------------
 def _wants_json() -> bool:
     return request.args.get("format") == "json" or request.accept_mimetypes.best == "application/json"
+
+
+# What an import's summary counts, whichever import it is.
+COUNT_LABELS = {
+    "unit": T("新建房屋", "New units"),
+    "building": T("新建楼栋", "New buildings"),
+    "owner": T("新建业主", "New owners"),
+    "owner_matched": T("匹配已有业主", "Existing owners matched"),
+    "ownership": T("产权登记", "Ownerships"),
+    "meter_reading": T("抄表记录", "Meter readings"),
+    "replacement": T("其中换表", "Of which meter replacements"),
+}
 
 
 class ImportMixin:
@@ -859,6 +1170,7 @@ class ImportMixin:
                 result=result,
                 form=form or {},
                 shown_errors=SHOWN_ERRORS,
+                count_labels=COUNT_LABELS,
                 desk_view=type(self).__name__,
             ),
             status,

@@ -45,6 +45,7 @@ from models.fees import (
 )
 from views.archives import UNIT_LOOKUP
 from views.datamodel import MSG_CONFLICT
+from views.excel import METER_READING_IMPORT
 from views.registry import Resource, register
 
 MSG_DONE = T("已保存", "Saved")
@@ -680,6 +681,7 @@ register(
             "is_replacement": T("换表", "Meter replaced"),
         },
         lookups=[UNIT_LOOKUP],
+        importer=METER_READING_IMPORT,
         descriptions={
             "is_replacement": T(
                 "换表后本期读数即为用量；读数低于上期且未勾选换表将被拒绝",
@@ -1017,7 +1019,10 @@ def start_billing(run: BillingRun) -> None:
     """Queue the job for a committed run row (it completes that row; see jobs/billing.py)."""
     from jobs.billing import run_billing_task
 
-    run_billing_task.apply_async(args=[run.estate_id, run.period, run.started_by, run.id])
+    # This app's own Celery (not the process-wide default: a process may hold several apps).
+    current_app.extensions["celery"].tasks[run_billing_task.name].apply_async(
+        args=[run.estate_id, run.period, run.started_by, run.id]
+    )
 
 
 class BillingRunRules:

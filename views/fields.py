@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from markupsafe import Markup, escape
-from wtforms import BooleanField, Field
-from wtforms.validators import Optional
+from wtforms import BooleanField, DateField, Field
+from wtforms.validators import DataRequired, Optional
+from wtforms.widgets import DateInput
 
 from app.i18n import T
 
@@ -75,4 +76,19 @@ def show_value(value):
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return aware.astimezone(office_zone()).strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, (list, tuple)):  # a to-many relation: its members' names
+        return "、".join(str(v) for v in value)
     return value
+
+
+def date_field(label: str, required: bool, description: str = "") -> DateField:
+    """The browser's own date picker (``type=date``): shown in the browser's language, typed or
+    picked, no script to rewrite it."""
+    return DateField(
+        label,
+        widget=DateInput(),
+        format="%Y-%m-%d",
+        validators=[DataRequired()] if required else [Optional()],
+        description=description,
+        render_kw={"class": "form-control"},
+    )

@@ -50,7 +50,6 @@ from models.payments import (
 from views.archives import UNIT_LOOKUP
 from views.base import rights
 from views.datamodel import MSG_CONFLICT
-from views.desk import NamedAfterResource
 from views.registry import Resource, register
 
 MSG_DONE = T("已保存", "Saved")
@@ -136,7 +135,7 @@ class PaymentRules:
         raise FieldErrors({"id": [str(MSG_PAYMENT_RECORD)]})
 
 
-class PaymentViewMixin(NamedAfterResource, PaymentRules):
+class PaymentViewMixin(PaymentRules):
     def _init_forms(self):
         # The optional choice of bills: ids typed in (shown on the unit's bills list).
         self.add_columns = [*self.add_columns, "bills"]
@@ -207,7 +206,7 @@ class PaymentViewMixin(NamedAfterResource, PaymentRules):
         return super().show(pk)
 
 
-class PaymentApiMixin(NamedAfterResource, PaymentRules):
+class PaymentApiMixin(PaymentRules):
     def post_headless(self):
         """Record a payment: ``{"unit": id, "amount": "100.00", "method": "cash", "bills": [ids],
         "payer_name": ..., "reference": ..., "note": ...}``."""
@@ -895,7 +894,7 @@ def sees_unit_arrears() -> bool:
     return "read" in rights("bill")
 
 
-class CollectionReportViewMixin(NamedAfterResource):
+class CollectionReportViewMixin:
     def _args_or_400(self):
         try:
             return report_args()
@@ -946,7 +945,7 @@ class CollectionReportViewMixin(NamedAfterResource):
         return report_workbook(self.datamodel.session, args, sees_unit_arrears())
 
 
-class CollectionReportApiMixin(NamedAfterResource):
+class CollectionReportApiMixin:
     def _args(self):
         try:
             return report_args(), None
