@@ -202,3 +202,14 @@ def make_unit(app):
             return ids
 
     return factory
+
+
+@pytest.fixture(autouse=True)
+def _tasks_go_through_this_tests_app(request):
+    """Building an app (a second one, a SQLite one, a fuzzing one) makes its Celery the process's
+    current one, and tasks a test sends through a shared task go to that app's broker. Before
+    each test that uses ``app``, that app's Celery (the tests' Redis) is the default again."""
+    if "app" in request.fixturenames:
+        celery = request.getfixturevalue("app").extensions["celery"]
+        celery.set_default()
+        celery.set_current()  # Celery's "current app" is the last one built, per thread

@@ -74,12 +74,12 @@ def database_url():
 def app(database_url):
     from celery import _state
 
-    previous = _state.default_app
+    previous = _state.get_current_app()
     flask_app = cf.build_app(database_url)
     yield flask_app
-    # Building an app makes its Celery the default; hand that back to whoever had it.
-    if previous is not None:
-        previous.set_default()
+    # Building an app makes its Celery the current one; hand that back to whoever had it.
+    previous.set_default()
+    previous.set_current()
 
 
 @pytest.fixture(scope="module")

@@ -35,11 +35,14 @@ def _reset_routing(celery) -> None:
 @contextlib.contextmanager
 def routed_to(queue: str):
     """Tasks sent from this process (e.g. the after-commit delivery hook) go to ``queue``."""
-    from celery import current_app
+    from celery import _state, current_app
 
     from jobs.notify import deliver_notification
 
-    apps = {id(a): a for a in (current_app._get_current_object(), deliver_notification.app)}
+    # Every Celery app of this process: tests build several Flask apps (each with its own Celery),
+    # and which one is "current" when a task is sent depends on what ran before.
+    candidates = [current_app._get_current_object(), deliver_notification.app, *list(_state._apps)]
+    apps = {id(a): a for a in candidates}
     old = {k: a.conf.task_default_queue for k, a in apps.items()}
     for a in apps.values():
         a.conf.task_default_queue = queue
