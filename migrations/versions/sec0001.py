@@ -1,0 +1,25 @@
+"""security: server-side login sessions
+
+Revision ID: sec0001
+Revises: fees0001
+Create Date: 2026-11-29 11:00:00
+
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+import models.base  # noqa: F401  (custom column types)
+
+
+# revision identifiers, used by Alembic.
+revision = 'sec0001'
+down_revision = 'fees0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
