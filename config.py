@@ -30,7 +30,10 @@ def env(name: str, default):
 
 # --- core -----------------------------------------------------------------------------------
 APP_NAME = env("APP_NAME", "物业服务台")
-SECRET_KEY = env("SECRET_KEY", "change-me-in-production-this-is-only-for-the-embedded-demo")
+# Signs sessions and API tokens. No default: start-up refuses to run without one (app/factory.py),
+# except with a key file in the instance directory, which the quick start writes once.
+SECRET_KEY = env("SECRET_KEY", "")
+SECRET_KEY_FILE = env("SECRET_KEY_FILE", str(INSTANCE_DIR / "secret_key"))
 # Embedded default: a SQLite file, so the product runs with nothing installed.
 SQLALCHEMY_DATABASE_URI = env("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'desk.db'}")
 SQLALCHEMY_TRACK_MODIFICATIONS = False
@@ -73,6 +76,26 @@ REMEMBER_COOKIE_HTTPONLY = True
 WTF_CSRF_ENABLED = True
 WTF_CSRF_TIME_LIMIT = None
 JWT_ACCESS_TOKEN_EXPIRES = env("JWT_ACCESS_TOKEN_SECONDS", 8 * 3600)
+# A screen sign-in lasts at most this long (sessions are kept on the server: signing out, a
+# password change or disabling the user ends them at once).
+LOGIN_SESSION_HOURS = env("LOGIN_SESSION_HOURS", 16)
+# Security headers (Flask-Talisman): no framing, no outside host, no MIME sniffing, no referrer to
+# other sites. Scripts come from the product or carry the page's nonce (FAB's templates and ours
+# render ``nonce="{{ baselib.get_nonce() }}"``); inline style attributes are allowed.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'", "data:"],
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+# Behind a TLS-terminating proxy, set to true to redirect http to https and send HSTS.
+FORCE_HTTPS = env("FORCE_HTTPS", False)
 # The login name jobs write as (created_by / changed_by of rows that no person wrote).
 SYSTEM_USERNAME = "system"
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 
 import prison
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_appbuilder import AppBuilder, IndexView, expose
+from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import inspect
 from werkzeug.exceptions import HTTPException
@@ -31,6 +33,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     app.config.from_object("config")
     if config_overrides:
         app.config.update(config_overrides)
+    _require_secret_key(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # FAB writes permissions as views are added; ours are synced from the role matrix instead,
@@ -42,8 +45,21 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     db.init_app(app)
     # Every form POST (screens, logout, delete buttons) checks a CSRF token; FAB's templates and
     # ours render ``csrf_token()``, and FAB exempts its REST APIs (JWT) when this is set up before
-    # they are added.
-    CSRFProtect(app)
+    # they are added. The APIs also accept the session cookie, so a write carried by the cookie
+    # alone must bring the token too (``_api_writes_by_cookie_need_csrf``).
+    csrf = CSRFProtect(app)
+    _api_writes_by_cookie_need_csrf(app, csrf)
+    Talisman(
+        app,
+        force_https=app.config.get("FORCE_HTTPS", False),
+        strict_transport_security=app.config.get("FORCE_HTTPS", False),
+        session_cookie_secure=app.config.get("SESSION_COOKIE_SECURE", True),
+        session_cookie_http_only=True,
+        frame_options="DENY",
+        referrer_policy="strict-origin-when-cross-origin",
+        content_security_policy=app.config["CONTENT_SECURITY_POLICY"],
+        content_security_policy_nonce_in=["script-src"],
+    )
     migrate.init_app(
         app,
         db,
@@ -71,9 +87,11 @@ def create_app(config_overrides: dict | None = None) -> Flask:
         _jwt_errors_as_401(appbuilder.sm.jwt_manager)
         for resource in REGISTRY.values():
             cat_label, cat_icon = CATEGORIES[resource.category]
+            view = build_view(resource)
             appbuilder.add_view(
-                build_view(resource),
+                view,
                 resource.name,
+                href=f"{view.__name__}.{resource.menu_route}",
                 icon=resource.icon,
                 label=resource.label,
                 category=resource.category,
@@ -91,6 +109,62 @@ def create_app(config_overrides: dict | None = None) -> Flask:
         if app.config.get("SYNC_ROLES_ON_START", True) and _schema_ready():
             sync_roles(appbuilder)
     return app
+
+
+# Keys that were ever published (this product's old fallback, FAB's example): never sign with them.
+KNOWN_SECRET_KEYS = frozenset(
+    {
+        "change-me-in-production-this-is-only-for-the-embedded-demo",
+        "\2\1thisismyscretkey\1\2\\e\\y\\y\\h",  # FAB's documented example
+    }
+)
+MIN_SECRET_KEY_LENGTH = 32
+
+
+def _require_secret_key(app: Flask) -> None:
+    """Sessions and API tokens are signed with SECRET_KEY: whoever knows it can sign in as anyone.
+    It comes from DESK_SECRET_KEY or the instance's key file (the quick start writes one, once);
+    a missing, short or published key stops start-up. Tests without one get a random key."""
+    key = app.config.get("SECRET_KEY") or ""
+    key_file = Path(app.config.get("SECRET_KEY_FILE") or "")
+    if not key and key_file.name and key_file.is_file():
+        key = key_file.read_text(encoding="utf-8").strip()
+    if not key and app.config.get("TESTING"):
+        key = secrets.token_urlsafe(48)
+    if not key:
+        raise RuntimeError(
+            "DESK_SECRET_KEY is not set. Set it to a long random value (e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), or put one in "
+            f"{key_file} (the quick start does this once)."
+        )
+    if key in KNOWN_SECRET_KEYS or len(key) < MIN_SECRET_KEY_LENGTH:
+        raise RuntimeError(
+            f"DESK_SECRET_KEY is a published default or shorter than {MIN_SECRET_KEY_LENGTH} characters: "
+            "set a long random value of your own."
+        )
+    app.config["SECRET_KEY"] = key
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def _api_writes_by_cookie_need_csrf(app: Flask, csrf: CSRFProtect) -> None:
+    """FAB's REST APIs accept the browser's session cookie and are exempt from CSRFProtect: a
+    cross-site form posted with the cookie would reach them. A state-changing API request that
+    carries no ``Authorization`` header (which no cross-site form can set) and a signed-in
+    session must bring the CSRF token (``X-CSRFToken``), as the screens' forms do."""
+    from flask import session
+
+    @app.before_request
+    def _csrf_for_cookie_api_writes():
+        if request.method in SAFE_METHODS or not request.path.startswith("/api/"):
+            return None
+        if request.headers.get("Authorization") or "_user_id" not in session:
+            return None
+        if not app.config.get("WTF_CSRF_ENABLED", True):
+            return None
+        csrf.protect()
+        return None
 
 
 def _limit_api_login(app: Flask, appbuilder) -> None:
@@ -194,8 +268,15 @@ def _register_error_handlers(app: Flask) -> None:
         if wants_json():
             if exc.response is not None and exc.response.mimetype == "application/json":
                 return exc.response
-            return jsonify(message=exc.description or exc.name), exc.code
-        return render_template("desk/http_error.html", code=exc.code, message=exc.description), exc.code
+            resp = jsonify(message=exc.description or exc.name)
+        else:
+            resp = make_response(render_template("desk/http_error.html", code=exc.code, message=exc.description))
+        resp.status_code = exc.code
+        # The exception's own headers (``Allow`` on a 405, ``Retry-After`` on a 429, ...) stay.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -7,15 +7,22 @@ screens are still checked against the tables. Users are loaded with their roles 
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
-from flask import current_app
+from flask import current_app, g, session
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.sqla.models import Group, User
-from sqlalchemy import select
+from flask_login import user_logged_in, user_logged_out
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import joinedload
 
 from app import roles as R
+from models.base import utcnow
+from models.security import LoginSession, credential_stamp, new_session_id
+
+# The key of the server-side session id in Flask's (signed) session cookie.
+SESSION_ID_KEY = "_desk_sid"
 
 PERMISSION_PREFIX = "can_"
 
@@ -99,17 +106,60 @@ class DeskSecurityManager(SecurityManager):
                 rights.add(right)
         return rights
 
-    # --- users in one statement ----------------------------------------------------------
-    def load_user(self, pk):
-        stmt = (
+    # --- users in one statement, sessions checked on the server ---------------------------
+    def _user_query(self, pk):
+        return (
             select(User)
             .where(User.id == int(pk))
             .options(joinedload(User.roles), joinedload(User.groups).joinedload(Group.roles))
+        )
+
+    def load_user(self, pk):
+        """The user of a session cookie: only while its server-side session exists (signing out,
+        a password change or disabling the user deletes it; models/security.py)."""
+        sid = session.get(SESSION_ID_KEY)
+        if not isinstance(sid, str) or not sid:
+            return None
+        stmt = self._user_query(pk).where(
+            exists().where(
+                LoginSession.sid == sid,
+                LoginSession.user_id == User.id,
+                LoginSession.created_at > session_cutoff(),
+            )
         )
         user = self.session.execute(stmt).unique().scalar_one_or_none()
         if user and user.is_active:
             return user
         return None
+
+    def load_user_jwt(self, _jwt_header, jwt_data):
+        """The user of an API token: active, and with the password the token was issued under."""
+        try:
+            user = self.session.execute(self._user_query(jwt_data["sub"])).unique().scalar_one_or_none()
+        except (KeyError, TypeError, ValueError):
+            return None
+        if user and user.is_active and jwt_data.get("cred") == credential_stamp(user):
+            g.user = user
+            return user
+        return None
+
+    def create_jwt_manager(self, app):
+        jwt_manager = super().create_jwt_manager(app)
+
+        @jwt_manager.additional_claims_loader
+        def _credential_claim(identity):
+            user = self.get_user_by_id(int(identity))
+            return {"cred": credential_stamp(user)} if user is not None else {}
+
+        return jwt_manager
+
+    def create_login_manager(self, app):
+        lm = super().create_login_manager(app)
+        # FAB passes ``current_app`` (a proxy); the signals are sent by the app object itself.
+        real_app = app._get_current_object() if hasattr(app, "_get_current_object") else app
+        user_logged_in.connect(_open_server_session, real_app)
+        user_logged_out.connect(_close_server_session, real_app)
+        return lm
 
     # --- syncing the matrix to FAB's tables ----------------------------------------------
     def sync_roles(self) -> dict[str, int]:
@@ -153,3 +203,28 @@ class DeskSecurityManager(SecurityManager):
             )
             user.active = False  # it writes on behalf of jobs; it never logs in
             self.session.commit()
+
+
+def session_cutoff() -> dt.datetime:
+    """Sessions older than LOGIN_SESSION_HOURS end: a clerk signs in again every working day."""
+    return utcnow() - dt.timedelta(hours=current_app.config.get("LOGIN_SESSION_HOURS", 16))
+
+
+def _open_server_session(app, user, **kwargs) -> None:
+    from app.extensions import db
+
+    sid = new_session_id()
+    # Expired sessions of everyone go as someone signs in: the table stays the size of the office.
+    db.session.execute(delete(LoginSession).where(LoginSession.created_at <= session_cutoff()))
+    db.session.add(LoginSession(sid=sid, user_id=user.id))
+    db.session.commit()
+    session[SESSION_ID_KEY] = sid
+
+
+def _close_server_session(app, user, **kwargs) -> None:
+    from app.extensions import db
+
+    sid = session.pop(SESSION_ID_KEY, None)
+    if sid:
+        db.session.execute(delete(LoginSession).where(LoginSession.sid == sid))
+        db.session.commit()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -67,7 +68,7 @@ def build_app(database_url: str, units: int):
     app = create_app(
         {
             "SQLALCHEMY_DATABASE_URI": database_url,
-            "SECRET_KEY": "bench-secret",
+            "SECRET_KEY": secrets.token_urlsafe(48),
             "SYNC_ROLES_ON_START": False,
             "CELERY_TASK_ALWAYS_EAGER": True,
         }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -108,7 +109,7 @@ def build_app(database_url: str, units: int):
 
     config = {
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SECRET_KEY": "bench-secret",
+        "SECRET_KEY": secrets.token_urlsafe(48),
         "WTF_CSRF_ENABLED": False,
         "SESSION_COOKIE_SECURE": False,
         "RATELIMIT_ENABLED": False,

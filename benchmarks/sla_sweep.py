@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -114,7 +115,7 @@ def build_app(database_url: str, queue: str):
 
     config = {
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SECRET_KEY": "bench-secret",
+        "SECRET_KEY": secrets.token_urlsafe(48),
         "WTF_CSRF_ENABLED": False,
         "SESSION_COOKIE_SECURE": False,
         "RATELIMIT_ENABLED": False,

@@ -13,6 +13,7 @@ from models.renovation import (
     RenovationExtension,
     RenovationInspection,
 )
+from models.security import LoginSession
 from models.services import ServiceItem, ServiceOrder, ServiceSubscription
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "FeeItem",
     "FeeStandard",
     "Holiday",
+    "LoginSession",
     "MeterReading",
     "Notification",
     "NotificationRoute",

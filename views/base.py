@@ -40,9 +40,17 @@ from wtforms.validators import DataRequired, Optional
 from app.i18n import T
 from models.base import UTCDateTime
 from models.errors import Conflict, FieldErrors
-from models.validators import mask_id_number, mask_phone
 from views.datamodel import MSG_CONFLICT, DeskInterface, parse_int_key
 from views.registry import Resource
+from views.visibility import (
+    FilterReadableRows,
+    SafeModel2SchemaConverter,
+    filters_touch_confidential,
+    hidden_columns,
+    mask_value,
+    redact_values,
+    visible,
+)
 
 VIEW_PERMISSIONS = {
     "list": "read",
@@ -166,10 +174,10 @@ API_PERMISSIONS = {
     "verify": "write",
     "deduct": "write",
 }
-MASKS = {"phone": mask_phone, "id": mask_id_number}
 MSG_PERSONAL_FILTER = T(
     "您的角色无权按个人信息（电话、证件号）筛选", "Your role may not filter by personal data (phone, ID number)"
 )
+MSG_HIDDEN_FILTER = T("您的角色无权按此项筛选", "Your role may not filter by this column")
 MSG_VERSION_REQUIRED = T(
     "缺少版本号：请提交读取记录时得到的 version", "Missing version: send the version you read with the record"
 )
@@ -188,28 +196,7 @@ def sees_personal(resource_name: str) -> bool:
     return "personal" in rights(resource_name)
 
 
-def _mask_value(kind: str, value):
-    return MASKS[kind](value) if isinstance(value, str) else value
-
-
-def mask_payload(payload: dict, personal: dict[str, str]) -> dict:
-    """Mask personal columns (possibly dotted) in a marshmallow dump, in place."""
-    for col, kind in personal.items():
-        parts = col.split(".")
-        nodes = [payload]
-        for rel in parts[:-1]:
-            nxt = []
-            for node in nodes:
-                child = node.get(rel) if isinstance(node, dict) else None
-                if isinstance(child, list):
-                    nxt.extend(child)
-                elif isinstance(child, dict):
-                    nxt.append(child)
-            nodes = nxt
-        for node in nodes:
-            if isinstance(node, dict) and parts[-1] in node:
-                node[parts[-1]] = _mask_value(kind, node[parts[-1]])
-    return payload
+_mask_value = mask_value
 
 
 def _choice_formatter(choices: dict[str, T]):
@@ -259,13 +246,15 @@ class DeskModelView(ImportMixin, ModelView):
         self.base_permissions = _with_matrix_extras(self.base_permissions)
         self.extra_args = {"desk_view": type(self).__name__, "desk_import": self.resource.importer is not None}
 
-    def _personal_filter_used(self) -> bool:
-        cols = self.resource.personal_columns()
-        for key in request.args:
-            m = re.match(r"^_flt_\d+_(.+)$", key)
-            if m and m.group(1) in cols:
-                return True
-        return False
+    def _forbidden_filter(self) -> T | None:
+        """Why the list's filters are refused to this user: a filter on personal data without the
+        personal right, or on a relation into records the user may not read."""
+        used = self._filter_columns()
+        if not sees_personal(self.resource.name) and set(used) & set(self.resource.personal_columns()):
+            return MSG_PERSONAL_FILTER
+        if set(used) & hidden_columns(self.resource, used):
+            return MSG_HIDDEN_FILTER
+        return None
 
     def _check_list_args(self) -> None:
         """FAB reads a list's page, page size and order from the URL unchecked: a word for a page,
@@ -289,9 +278,10 @@ class DeskModelView(ImportMixin, ModelView):
     @has_access
     def list(self):
         self._check_list_args()
-        if self._personal_filter_used() and not sees_personal(self.resource.name):
-            flash(str(MSG_PERSONAL_FILTER), "danger")
-            return make_response(self.render_template("desk/error.html", message=MSG_PERSONAL_FILTER), 403)
+        refused = self._forbidden_filter()
+        if refused is not None:
+            flash(str(refused), "danger")
+            return make_response(self.render_template("desk/error.html", message=refused), 403)
         return super().list()
 
     # Forms: invalid input re-renders with 422 and the message next to the field.
@@ -430,7 +420,7 @@ class DeskModelView(ImportMixin, ModelView):
         from views.excel import export_response
 
         self._check_list_args()
-        if self._personal_filter_used() and not sees_personal(self.resource.name):
+        if self._forbidden_filter() is not None:
             abort(403)
         get_filter_args(self._filters)
         orders = get_order_args()
@@ -438,6 +428,68 @@ class DeskModelView(ImportMixin, ModelView):
         if orders.get(self.__class__.__name__):
             order_column, order_direction = orders[self.__class__.__name__]
         return export_response(self.resource, self.datamodel, self._filters, order_column, order_direction)
+
+    # What the user may see (views/visibility.py): the columns, per request, never the shared view's.
+    def _filter_columns(self) -> list[str]:
+        columns = []
+        for key in request.args:
+            m = re.match(r"^_flt_\d+_(.+)$", key)
+            if m:
+                columns.append(m.group(1))
+        return columns
+
+    def _get_list_widget(
+        self, filters, actions=None, order_column="", order_direction="", page=None, page_size=None, widgets=None, **kwargs
+    ):
+        widgets = widgets or {}
+        actions = actions or self.actions
+        page_size = page_size or self.page_size
+        if not order_column and self.base_order:
+            order_column, order_direction = self.base_order
+        joined_filters = filters.get_joined_filters(self._base_filters)
+        if filters_touch_confidential(self.datamodel.obj, self._filter_columns()):
+            joined_filters.add_filter("id", FilterReadableRows, None)
+        count, lst = self.datamodel.query(
+            joined_filters, order_column, order_direction, page=page, page_size=page_size
+        )
+        columns = visible(self.resource, self.list_columns)
+        pks = [self._serialize_pk_if_composite(pk) for pk in self.datamodel.get_keys(lst)]
+        widgets["list"] = self.list_widget(
+            label_columns=self.label_columns,
+            include_columns=columns,
+            value_columns=redact_values(self.datamodel.obj, lst, list(self.datamodel.get_values(lst, columns))),
+            order_columns=self.order_columns,
+            formatters_columns=self.formatters_columns,
+            page=page,
+            page_size=page_size,
+            count=count,
+            pks=pks,
+            actions=actions,
+            filters=filters,
+            modelview_name=self.__class__.__name__,
+            **kwargs,
+        )
+        return widgets
+
+    def _get_show_widget(self, pk, item, widgets=None, actions=None, show_fieldsets=None):
+        widgets = widgets or {}
+        columns = visible(self.resource, self.show_columns)
+        row = dict(zip(columns, self.datamodel.get_values_item(item, columns), strict=True))
+        redact_values(self.datamodel.obj, [item], [row])
+        fieldsets = show_fieldsets or self.show_fieldsets
+        if fieldsets:
+            fieldsets = [(title, {**spec, "fields": [c for c in spec["fields"] if c in row]}) for title, spec in fieldsets]
+        widgets["show"] = self.show_widget(
+            pk=pk,
+            label_columns=self.label_columns,
+            include_columns=columns,
+            value_columns=[row[c] for c in columns],
+            formatters_columns=self.formatters_columns,
+            actions=actions or self.actions,
+            fieldsets=fieldsets,
+            modelview_name=self.__class__.__name__,
+        )
+        return widgets
 
     # Lookup for relation fields picked by typing (large tables).
     @expose("/lookup/<column>")
@@ -453,32 +505,67 @@ class DeskModelRestApi(ModelRestApi):
     resource: Resource
     method_permission_name = API_PERMISSIONS
     allow_browser_login = True
+    model2schemaconverter = SafeModel2SchemaConverter
 
     def __init__(self):
         super().__init__()
         self.base_permissions = _with_matrix_extras(self.base_permissions)
+        # Every dump of this resource's records goes through views/visibility.py.
+        self.model2schemaconverter.resource = self.resource
+
+    @staticmethod
+    def _filter_columns(rison_args) -> list[str]:
+        filters = (rison_args or {}).get("filters", []) if isinstance(rison_args, dict) else []
+        if not isinstance(filters, list):
+            return []
+        return [f["col"] for f in filters if isinstance(f, dict) and isinstance(f.get("col"), str)]
 
     def _denied_personal_filter(self, rison_args):
-        """A 403 answer when a user without the personal right filters on personal data."""
-        if sees_personal(self.resource.name):
-            return None
-        cols = self.resource.personal_columns()
-        filters = (rison_args or {}).get("filters", []) if isinstance(rison_args, dict) else []
-        for flt in filters or []:
-            if isinstance(flt, dict) and flt.get("col") in cols:
-                return self.response(403, message=str(MSG_PERSONAL_FILTER))
+        """A 403 answer when a user filters on personal data without the personal right, or on a
+        relation into records they may not read."""
+        used = self._filter_columns(rison_args)
+        if not sees_personal(self.resource.name) and set(used) & set(self.resource.personal_columns()):
+            return self.response(403, message=str(MSG_PERSONAL_FILTER))
+        if set(used) & hidden_columns(self.resource, used):
+            return self.response(403, message=str(MSG_HIDDEN_FILTER))
         return None
 
-    def pre_get(self, data: dict) -> None:
-        if not sees_personal(self.resource.name):
-            mask_payload(data.get("result", {}), self.resource.personal_columns())
+    def _handle_filters_args(self, rison_args):
+        filters = super()._handle_filters_args(rison_args)
+        if filters_touch_confidential(self.datamodel.obj, self._filter_columns(rison_args)):
+            filters.add_filter("id", FilterReadableRows, None)
+        return filters
 
     def pre_get_list(self, data: dict) -> None:
-        if not sees_personal(self.resource.name):
-            personal = self.resource.personal_columns()
-            for row in data.get("result", []):
-                mask_payload(row, personal)
         data["count_estimated"] = bool(g.get("desk_count_estimated", False))
+
+    # ``_info``: the form metadata (with each relation's first values) is for those who may write;
+    # a relation's values only where the user may read the related records.
+    def merge_add_field_info(self, response, **kwargs):
+        if "write" in rights(self.resource.name):
+            super().merge_add_field_info(response, **kwargs)
+        else:
+            response["add_columns"] = []
+
+    def merge_edit_field_info(self, response, **kwargs):
+        if "write" in rights(self.resource.name):
+            super().merge_edit_field_info(response, **kwargs)
+        else:
+            response["edit_columns"] = []
+
+    def _get_list_related_field(self, field, filter_rel_field, page=None, page_size=None):
+        from views.visibility import model_readable
+
+        if not model_readable(self.datamodel.get_related_model(field.name)):
+            return 0, []
+        return super()._get_list_related_field(field, filter_rel_field, page=page, page_size=page_size)
+
+    def _get_field_info(self, field, filter_rel_field, page=None, page_size=None):
+        info = super()._get_field_info(field, filter_rel_field, page=page, page_size=page_size)
+        # FAB translates an empty description with gettext(""), which is the catalog's header.
+        info["description"] = str(self.description_columns.get(field.name, "") or "")
+        info["label"] = str(self.label_columns.get(field.name, field.name))
+        return info
 
     # FAB's ``@rison(get_list_schema)`` re-checks the JSON schema itself on every request (44% of a
     # list request under a profiler); the same validation with a validator built once.
@@ -747,10 +834,20 @@ def build_view(resource: Resource) -> type[DeskModelView]:
         attrs["show_template"] = resource.show_template
     if not resource.writable:
         attrs["base_permissions"] = ["can_read", "can_export"]
+    if not resource.records:
+        attrs["include_route_methods"] = _mixin_routes(resource.view_mixins)
     return type(f"{resource.class_stem}View", (*resource.view_mixins, DeskModelView), attrs)
 
 
+def _mixin_routes(mixins) -> set[str]:
+    """The exposed routes the mixins declare (FAB's ``expose`` marks them with ``_urls``)."""
+    return {name for mixin in mixins for name, fn in vars(mixin).items() if hasattr(fn, "_urls")}
+
+
 def build_api(resource: Resource) -> type[DeskModelRestApi]:
+    from views.visibility import check_resource_columns
+
+    check_resource_columns(resource)
     datamodel = DeskInterface(resource.model)
     labels = {c: resource.label_of(c) for c in [*resource.all_columns(), "id", "version"]}
     list_columns = ["id", *[c for c in resource.list_columns if c != "id"]]
@@ -789,4 +886,6 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
         attrs["order_columns"] = list(resource.order_columns)
     if not resource.writable:
         attrs["base_permissions"] = ["can_read", "can_export"]
+    if not resource.records:
+        attrs["include_route_methods"] = _mixin_routes(resource.api_mixins)
     return type(f"{resource.class_stem}Api", (*resource.api_mixins, DeskModelRestApi), attrs)

@@ -27,6 +27,7 @@ from flask import abort, current_app, g, jsonify, make_response, request, send_f
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from sqlalchemy import any_, bindparam, insert, select
 from sqlalchemy import text as text_sql
@@ -40,6 +41,41 @@ from models.fees import FeeItem, FeeStandard, MeterReading
 from models.validators import check_id_number, check_phone, check_positive_decimal, id_check_digit
 
 EXPORT_BATCH = 2000
+
+
+# Text a spreadsheet would read as a formula (CSV/Excel injection: ``=HYPERLINK(...)`` in an owner's
+# name). openpyxl writes a string starting with "=" as a live formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text_cell(ws, value):
+    """``value`` as a cell Excel shows as text and never evaluates, even after the cell is edited
+    (string type plus the quote prefix, as Excel's own leading apostrophe does)."""
+    if not (isinstance(value, str) and value.startswith(FORMULA_START)):
+        return value
+    cell = WriteOnlyCell(ws, value=value)
+    cell.data_type = "s"
+    cell.quotePrefix = True
+    return cell
+
+
+def append_row(ws, values) -> None:
+    """Every product spreadsheet writes its rows through here: user text stays text."""
+    ws.append([as_text_cell(ws, v) for v in values])
+
+
+def workbook_bytes(wb: Workbook) -> bytes:
+    """The saved workbook; a cell that still holds formula text is turned into text first."""
+    if not getattr(wb, "write_only", False):
+        for ws in wb.worksheets:
+            for row in ws.iter_rows():
+                for cell in row:
+                    if isinstance(cell.value, str) and cell.value.startswith(FORMULA_START):
+                        cell.data_type = "s"
+                        cell.quotePrefix = True
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 def _cell(value, tz):
@@ -63,23 +99,26 @@ def resolve(item, column: str):
     return value
 
 
-def export_rows(resource, datamodel, filters, order_column, order_direction):
-    """Yield lists of cell values for every row of the filtered list, masked as the viewer needs."""
-    from views.base import MASKS, sees_personal
+def export_rows(resource, datamodel, filters, order_column, order_direction, columns):
+    """Yield lists of cell values for every row of the filtered list, as the viewer may see them:
+    personal data masked, confidential content redacted (views/visibility.py)."""
+    from views.base import sees_personal
+    from views.visibility import mask_value, redact_values
 
     personal = {} if sees_personal(resource.name) else resource.personal_columns()
     choices = resource.choices
     page = 0
     while True:
         _, items = datamodel.query(filters, order_column, order_direction, page=page, page_size=EXPORT_BATCH)
-        for item in items:
+        values = redact_values(resource.model, items, [{col: resolve(item, col) for col in columns} for item in items])
+        for record in values:
             row = []
-            for col in resource.list_columns:
-                value = resolve(item, col)
+            for col in columns:
+                value = record[col]
                 if col in choices and value in choices[col]:
                     value = str(choices[col][value])
-                if col in personal and isinstance(value, str):
-                    value = MASKS[personal[col]](value)
+                if col in personal:
+                    value = mask_value(personal[col], value)
                 row.append(value)
             yield row
         if len(items) < EXPORT_BATCH:
@@ -88,15 +127,16 @@ def export_rows(resource, datamodel, filters, order_column, order_direction):
 
 
 def export_response(resource, datamodel, filters, order_column, order_direction):
+    from views.visibility import visible
+
     tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+    columns = visible(resource, resource.list_columns)
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(title=str(resource.label)[:31])
-    ws.append([str(resource.label_of(c)) for c in resource.list_columns])
-    for row in export_rows(resource, datamodel, filters, order_column, order_direction):
-        ws.append([_cell(v, tz) for v in row])
-    buf = io.BytesIO()
-    wb.save(buf)
-    buf.seek(0)
+    append_row(ws, [str(resource.label_of(c)) for c in columns])
+    for row in export_rows(resource, datamodel, filters, order_column, order_direction, columns):
+        append_row(ws, [_cell(v, tz) for v in row])
+    buf = io.BytesIO(workbook_bytes(wb))
     stamp = dt.datetime.now(tz).strftime("%Y%m%d-%H%M")
     return send_file(
         buf,
@@ -358,9 +398,7 @@ class ImportSpec:
             notes.append([col.header, str(T("是", "yes")) if col.required else "", str(col.hint or "")])
         notes.column_dimensions["A"].width = 14
         notes.column_dimensions["C"].width = 80
-        buf = io.BytesIO()
-        wb.save(buf)
-        return buf.getvalue()
+        return workbook_bytes(wb)
 
     # reading
     def read(self, data: bytes) -> tuple[list[tuple[int, dict]], list[RowError]]:

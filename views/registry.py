@@ -81,6 +81,11 @@ class Resource:
     fieldsets: Sequence[tuple[T, Sequence[str], bool]] = ()
     # Which columns a list may be ordered by (API); defaults to the plain list columns.
     order_columns: Sequence[str] | None = None
+    # False for a report resource: only the mixins' routes are served, never its rows one by one
+    # (the fee reports read bills, which the Committee may not read; it reads the figures).
+    records: bool = True
+    # The route the menu opens (``list``, or a mixin's route such as ``report``).
+    menu_route: str = "list"
 
     def __post_init__(self):
         if self.category not in CATEGORIES:

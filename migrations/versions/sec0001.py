@@ -18,8 +18,19 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    op.create_table(
+        'login_session',
+        sa.Column('sid', sa.String(length=64), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['user_id'], ['ab_user.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('sid'),
+    )
+    with op.batch_alter_table('login_session', schema=None) as batch_op:
+        batch_op.create_index('ix_login_session_user_id', ['user_id'], unique=False)
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('login_session', schema=None) as batch_op:
+        batch_op.drop_index('ix_login_session_user_id')
+    op.drop_table('login_session')
