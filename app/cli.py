@@ -27,10 +27,12 @@ def sync_roles_cmd():
 def demo_data_cmd(logins_file):
     """One estate with ~300 units, owners, residents; one user per role (new passwords)."""
     from app.factory import sync_roles
-    from app.seed import demo_data
+    from app.seed import demo_data, desk_defaults
 
     sync_roles(current_app.appbuilder)
     logins = demo_data(current_app.appbuilder.sm)
+    for note in desk_defaults():  # a year chinese-calendar does not know yet: say so, loudly
+        click.echo(f"warning: {note}", err=True)
     lines = [f"  {user:<11} {password}" for user, password in logins.items()]
     text = "Demo logins (user / password):\n" + "\n".join(lines)
     click.echo(text)
@@ -73,6 +75,45 @@ def run_job_cmd(name, list_):
     if result.failed():
         raise click.ClickException(f"{name} failed: {result.result!r}")
     click.echo(f"{name}: {result.result}")
+
+
+@desk.command("holidays")
+@click.option("--year", "years", type=int, multiple=True, help="A year to load (repeat for several).")
+def holidays_cmd(years):
+    """Load mainland China's holidays and make-up working days of a year from chinese-calendar into
+    the holiday table (days already there, e.g. a Manager's corrections, are kept); without
+    --year, say which years the package and the table have."""
+    from sqlalchemy import extract, func, select
+
+    from app.extensions import db
+    from models.base import acting_as, system_user_id
+    from models.calendar import CalendarYearUnknown, Holiday, known_years, load_official_year
+    from models.desk import recompute_open_tickets
+
+    known = known_years()
+    if not years:
+        in_table = db.session.execute(
+            select(extract("year", Holiday.day).label("y"), func.count()).group_by("y").order_by("y")
+        ).all()
+        click.echo(f"chinese-calendar knows: {f'{known.start}-{known.stop - 1}' if known else 'nothing'}")
+        click.echo("in the table: " + (", ".join(f"{int(y)} ({n} days)" for y, n in in_table) or "nothing"))
+        return
+    with acting_as(system_user_id(db.session)):
+        try:
+            results = {year: load_official_year(db.session, year) for year in years}
+        except CalendarYearUnknown as e:
+            db.session.rollback()
+            raise click.ClickException(str(e)) from e
+        db.session.commit()
+        changed = sum(r["added"] for r in results.values())
+        recomputed = recompute_open_tickets(db.session) if changed else 0
+    for year, r in results.items():
+        line = f"{year}: {r['added']} days added, {r['kept']} already there"
+        if r["differing"]:
+            line += f", {r['differing']} kept as a Manager changed them (they differ from chinese-calendar)"
+        click.echo(line)
+    if recomputed:
+        click.echo(f"deadlines recomputed for {recomputed} open requests")
 
 
 @desk.command("restore-tickets")

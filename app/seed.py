@@ -370,5 +370,32 @@ def renovation_fee_items() -> int:
     return added
 
 
+def desk_defaults(today: dt.date | None = None) -> list[str]:
+    """What the migration writes at install, for a database built before it: the starting
+    response policies (into an empty table only) and this year's and next year's holidays from
+    chinese-calendar (missing days only: a Manager's corrections are kept). Returns notes to print
+    (a year the package does not know yet)."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    from models.base import acting_as
+    from models.calendar import CalendarYearUnknown, load_official_year
+    from models.desk import ensure_default_policies
+
+    zone = ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Shanghai"))
+    today = today or dt.datetime.now(zone).date()
+    notes = []
+    with acting_as(system_user_id(db.session)):
+        ensure_default_policies(db.session)
+        for year in (today.year, today.year + 1):
+            try:
+                load_official_year(db.session, year)
+            except CalendarYearUnknown as e:
+                notes.append(str(e))
+        db.session.commit()
+    return notes
+
+
 def random_token(n: int = 8) -> str:
     return secrets.token_hex(n)

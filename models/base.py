@@ -8,6 +8,9 @@
 - every insert, update and delete writes a ``ChangeLog`` row with the old and new values.
 - ``check()`` holds a model's cross-field rules; it runs before every flush, whatever the path
   (form, API, import, job), and raises ``FieldErrors``.
+- ``__final__ = FinalStates(...)`` declares the states in which a record is a closed book (a closed
+  ticket, a paid bill): it is then read-only, except for the declared ways out (reopening), checked
+  before every flush like ``check()`` and refused with ``ReadOnlyRecord`` (a ``FieldErrors``: 422).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import contextlib
 import datetime as dt
 import decimal
 import enum
+from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from flask_appbuilder import Model
 from sqlalchemy import (
@@ -34,6 +39,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, relationship
+
+from models.errors import FieldErrors
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -166,6 +173,133 @@ class AuditedModel(Model):
         return f"{type(self).__name__} {self.id}"
 
 
+# --- final states: records that are a closed book --------------------------------------------
+class ReadOnlyRecord(FieldErrors):
+    """A change to a record in a final state (closed, archived...), refused naming each field."""
+
+
+@dataclass(frozen=True)
+class FinalStates:
+    """Declared on a model as ``__final__``: when a record is final and what may still happen to it.
+
+    - ``column`` / ``states``: the record is final while ``column`` holds one of ``states`` (its
+      value before this flush's changes);
+    - ``filled``: columns that close the record for good once they hold a value (``archived_at``);
+      no way out of those;
+    - ``exits``: the documented ways out of a final state, ``{new state: other columns that may
+      change with it}`` (a closed ticket is reopened: its status, and the dates reopening resets);
+    - ``labels``: the states' labels, for the message.
+
+    A final record cannot be deleted either. "Final" is as committed before the transaction: the
+    unit of work that closes a record (or creates it closed) may finish its own bookkeeping. Writes
+    that bypass the ORM (Core ``UPDATE`` of a job's own bookkeeping columns) are not seen here; they
+    must never touch what a register prints.
+    """
+
+    column: str = "status"
+    states: frozenset = frozenset()
+    filled: tuple[str, ...] = ()
+    exits: Mapping[str, frozenset] = field(default_factory=dict)
+    labels: Mapping = field(default_factory=dict)
+
+    def message(self, old_state, archived: bool):
+        from app.i18n import T
+
+        if archived:
+            return T("该记录已归档，为只读记录，不能修改", "This record is archived and read-only")
+        label = self.labels.get(old_state, old_state)
+        zh = getattr(label, "zh", str(label))
+        en = getattr(label, "en", str(label))
+        if self.exits:
+            ways = [self.labels.get(k, k) for k in self.exits]
+            ways_zh = "、".join(getattr(w, "zh", str(w)) for w in ways)
+            ways_en = ", ".join(getattr(w, "en", str(w)) for w in ways)
+            return T(
+                f"该记录状态为「{zh}」，为只读记录，不能修改（可先「{ways_zh}」）",
+                f"This record is '{en}' and read-only (it can be changed to '{ways_en}' first)",
+            )
+        return T(f"该记录状态为「{zh}」，为只读记录，不能修改", f"This record is '{en}' and read-only")
+
+
+def _normal(value):
+    """What counts as the same value: a form's empty text is the NULL it shows, a textarea's CRLF
+    the LF stored, an aware time the same instant."""
+    if value == "":
+        return None
+    if isinstance(value, str):
+        return value.replace("\r\n", "\n")
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _known_committed(state, key):
+    """The value before this flush's changes, if the session knows it without asking."""
+    hist = state.attrs[key].history
+    if hist.deleted:
+        return hist.deleted[0]
+    if hist.unchanged:
+        return hist.unchanged[0]
+    if not hist.added and key in state.dict:
+        return state.dict[key]
+    return _UNKNOWN
+
+
+_UNKNOWN = object()
+
+
+def final_state_errors(session: Session, obj, deleting: bool = False) -> dict[str, list[str]]:
+    """The fields a write would change on a final record (``{}`` when it may go ahead)."""
+    spec: FinalStates | None = getattr(type(obj), "__final__", None)
+    state = inspect(obj)
+    if spec is None or state.key is None or id(obj) in session.info.get("desk_made_final", {}):
+        return {}
+    watched = (spec.column, *spec.filled)
+    known = {k: _known_committed(state, k) for k in watched}
+    if all(v is not _UNKNOWN for v in known.values()) and (
+        known[spec.column] not in spec.states and all(known[k] is None for k in spec.filled)
+    ):
+        return {}
+    # The row as it stands in this transaction: the truth whatever the session has loaded.
+    table = obj.__table__
+    pk = state.mapper.primary_key[0]
+    row = session.connection().execute(select(table).where(table.c[pk.name] == state.identity[0])).mappings().first()
+    if row is None:
+        return {}
+    old_state = row[table.c[spec.column].name]
+    archived = any(row[table.c[k].name] is not None for k in spec.filled)
+    if old_state not in spec.states and not archived:
+        return {}
+    message = str(spec.message(old_state, archived))
+    if deleting:
+        return {spec.column: [message]}
+    changed = []
+    for attr in state.mapper.column_attrs:
+        key = attr.key
+        if key in AuditedModel.AUDIT_COLUMNS or key not in state.dict:
+            continue
+        column = attr.columns[0]
+        if column.table is not table:
+            continue
+        if _normal(state.dict[key]) != _normal(row[column.name]):
+            changed.append(key)
+    for rel in state.mapper.relationships:
+        if rel.viewonly or rel.direction.name != "MANYTOONE" or not state.attrs[rel.key].history.added:
+            continue
+        target = state.attrs[rel.key].history.added[0]
+        target_pk = inspect(target).identity[0] if target is not None and inspect(target).identity else None
+        local = next(iter(rel.local_columns))
+        if target_pk != row[local.name] and local.key not in changed:
+            changed.append(rel.key)
+    allowed: set[str] = set()
+    new_state = state.dict.get(spec.column, old_state)
+    if not archived and new_state != old_state and new_state in spec.exits:
+        allowed = {spec.column, *spec.exits[new_state]}
+    return {key: [message] for key in changed if key not in allowed}
+
+
 class ChangeLog(Model):
     """One row per write to an audited table: who, when, and the old and new values."""
 
@@ -233,11 +367,21 @@ def _apply_scalar_defaults(obj) -> None:
 @event.listens_for(Session, "before_flush")
 def _stamp_and_check(session: Session, flush_context, instances) -> None:
     actor = None
+    for obj in list(session.deleted):
+        errors = final_state_errors(session, obj, deleting=True)
+        if errors:
+            raise ReadOnlyRecord(errors)
     for obj in list(session.new) + list(session.dirty):
         if not isinstance(obj, AuditedModel):
             continue
         if obj in session.dirty and not session.is_modified(obj, include_collections=False):
             continue
+        if obj not in session.new:
+            # Before the model's own hooks: a refused change must leave no trace (no timeline entry).
+            errors = final_state_errors(session, obj)
+            if errors:
+                raise ReadOnlyRecord(errors)
+        _note_made_final(session, obj)
         if actor is None:
             actor = current_actor_id(session)
         if obj in session.new:
@@ -294,3 +438,27 @@ def _write_change_log(session: Session, flush_context) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_pending(session: Session) -> None:
     session.info.pop("desk_changes", None)
+    session.info.pop("desk_made_final", None)
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_made_final(session: Session) -> None:
+    session.info.pop("desk_made_final", None)
+
+
+def _note_made_final(session: Session, obj) -> None:
+    """Remember a record this transaction creates in, or moves to, a final state."""
+    spec: FinalStates | None = getattr(type(obj), "__final__", None)
+    if spec is None:
+        return
+    state = inspect(obj)
+    if state.key is None:  # new: created closed (an import, a restore)
+        made = getattr(obj, spec.column, None) in spec.states or any(getattr(obj, k, None) is not None for k in spec.filled)
+    else:  # moved into a final state by this flush (the guard passed, so it was not final before)
+        status = state.attrs[spec.column].history
+        made = bool(status.added) and status.added[0] in spec.states and bool(status.deleted)
+        made = made or any(
+            state.attrs[k].history.added and state.attrs[k].history.added[0] is not None for k in spec.filled
+        )
+    if made:
+        session.info.setdefault("desk_made_final", {})[id(obj)] = obj

@@ -5,6 +5,7 @@ and holidays but count make-up Saturdays and Sundays. Times are computed in Asia
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, Index, String, select
@@ -14,6 +15,7 @@ from app.i18n import T
 from models.base import AuditedModel
 from models.errors import FieldErrors
 
+log = logging.getLogger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DAY_KINDS = {"holiday": T("法定节假日", "Public holiday"), "workday": T("调休上班", "Make-up working day")}
 
@@ -38,16 +40,36 @@ class Holiday(AuditedModel):
 class WorkCalendar:
     """A snapshot of the holiday table, for many deadline computations in a row."""
 
-    def __init__(self, holidays: set[dt.date] | None = None, workdays: set[dt.date] | None = None):
+    def __init__(
+        self,
+        holidays: set[dt.date] | None = None,
+        workdays: set[dt.date] | None = None,
+        years: set[int] | None = None,
+    ):
         self.holidays = holidays or set()
         self.workdays = workdays or set()
+        # The years the table holds a calendar for; None: do not check.
+        self.years = years if years is not None else None
+        self._warned: set[int] = set()
 
     @classmethod
     def load(cls, session: Session) -> WorkCalendar:
         rows = session.execute(select(Holiday.day, Holiday.kind)).all()
-        return cls({d for d, k in rows if k == "holiday"}, {d for d, k in rows if k == "workday"})
+        return cls(
+            {d for d, k in rows if k == "holiday"},
+            {d for d, k in rows if k == "workday"},
+            {d.year for d, _ in rows},
+        )
 
     def is_working_day(self, day: dt.date) -> bool:
+        if self.years is not None and day.year not in self.years and day.year not in self._warned:
+            # Weekends only for a year nobody loaded: say so where operators look.
+            self._warned.add(day.year)
+            log.warning(
+                "holiday table has no %s calendar: working days count weekends only; run `flask desk holidays --year %s`",
+                day.year,
+                day.year,
+            )
         if day in self.workdays:
             return True
         if day in self.holidays:
@@ -72,30 +94,87 @@ class WorkCalendar:
         return dt.datetime.combine(day, clock.replace(tzinfo=None), tzinfo=SHANGHAI).astimezone(dt.UTC)
 
 
-# The 2026 calendar as published by the State Council (国务院办公厅, 2025-11): holidays and
-# make-up working days. Loaded into the Holiday table by the demo data and editable by Managers.
-CHINA_2026 = {
-    "holiday": {
-        "元旦": ["2026-01-01", "2026-01-02", "2026-01-03"],
-        "春节": [f"2026-02-{d:02d}" for d in range(15, 24)],
-        "清明节": ["2026-04-04", "2026-04-05", "2026-04-06"],
-        "劳动节": ["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04", "2026-05-05"],
-        "端午节": ["2026-06-19", "2026-06-20", "2026-06-21"],
-        "中秋节": ["2026-09-25", "2026-09-26", "2026-09-27"],
-        "国庆节": [f"2026-10-{d:02d}" for d in range(1, 8)],
-    },
-    "workday": {
-        "元旦调休": ["2026-01-04"],
-        "春节调休": ["2026-02-14", "2026-02-28"],
-        "劳动节调休": ["2026-05-09"],
-        "国庆节调休": ["2026-09-20", "2026-10-10"],
-    },
-}
+# --- the official calendar -------------------------------------------------------------------
+# Mainland China's public holidays and make-up working days come from the ``chinese-calendar``
+# package, which follows the State Council's yearly notice (published around November for the
+# next year). Nothing here is typed by hand: a new year needs a new release of the package.
 
 
-def calendar_rows(calendar: dict = CHINA_2026) -> list[dict]:
-    rows = []
-    for kind, groups in calendar.items():
-        for name, days in groups.items():
-            rows += [{"day": dt.date.fromisoformat(d), "kind": kind, "name": name} for d in days]
-    return rows
+class CalendarYearUnknown(LookupError):
+    """The installed chinese-calendar does not know this year (not yet published, or too old)."""
+
+    def __init__(self, year: int, known: range | None):
+        self.year = year
+        self.known = known
+        if known:
+            text = T(
+                f"已安装的 chinese-calendar 没有 {year} 年的节假日安排（只有 {known.start}–{known.stop - 1} 年）："
+                f"国务院公布后请升级该软件包（pip install -U chinese-calendar），或由经理在「节假日与调休」中手工录入",
+                f"The installed chinese-calendar has no holidays for {year} (only {known.start}-{known.stop - 1}): "
+                f"upgrade it once the State Council has published them (pip install -U chinese-calendar), or have a "
+                f"Manager enter them under Holidays and make-up days",
+            )
+        else:
+            text = T("未安装 chinese-calendar 软件包", "The chinese-calendar package is not installed")
+        self.message = text
+        super().__init__(str(text))
+
+
+def known_years() -> range | None:
+    """The years the installed chinese-calendar has the State Council's calendar for."""
+    try:
+        from chinese_calendar import constants
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    # The package's own bounds (``is_workday`` refuses dates outside them).
+    years = {d.year for d in constants.holidays}
+    return range(min(years), max(years) + 1) if years else None
+
+
+def official_days(year: int) -> list[dict]:
+    """The year's holidays and make-up working days, as Holiday rows (day, kind, name)."""
+    known = known_years()
+    if not known or year not in known:
+        raise CalendarYearUnknown(year, known)
+    from chinese_calendar import constants
+
+    def chinese(english: str) -> str:
+        try:
+            return constants.Holiday(english).chinese
+        except ValueError:  # a name the enum does not list: keep the package's own
+            return english
+
+    rows = [
+        {"day": d, "kind": "holiday", "name": chinese(n)[:32]} for d, n in constants.holidays.items() if d.year == year
+    ]
+    rows += [
+        {"day": d, "kind": "workday", "name": (chinese(n) + "调休")[:32]}
+        for d, n in constants.workdays.items()
+        if d.year == year
+    ]
+    return sorted(rows, key=lambda r: r["day"])
+
+
+def load_official_year(session: Session, year: int) -> dict[str, int]:
+    """Add the year's official days the table does not have yet; a day that is there (perhaps as a
+    Manager corrected it) is kept as it is. Returns counts: added, kept (same as the source),
+    differing (kept, but not what the source says). Raises ``CalendarYearUnknown``."""
+    rows = official_days(year)
+    have = {
+        r.day: r
+        for r in session.execute(
+            select(Holiday).where(Holiday.day >= dt.date(year, 1, 1), Holiday.day <= dt.date(year, 12, 31))
+        ).scalars()
+    }
+    counts = {"added": 0, "kept": 0, "differing": 0}
+    for row in rows:
+        existing = have.get(row["day"])
+        if existing is None:
+            session.add(Holiday(**row))
+            counts["added"] += 1
+        elif existing.kind == row["kind"]:
+            counts["kept"] += 1
+        else:
+            counts["differing"] += 1
+    session.flush()
+    return counts

@@ -9,6 +9,7 @@ whose time has come (Zammad's escalation_at). Every clock-dependent method takes
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 
 from flask_appbuilder import Model
@@ -24,12 +25,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    func,
     select,
+    text,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
 from app.i18n import T
-from models.base import AuditedModel, BigId, UTCDateTime, utcnow
+from models.base import AuditedModel, BigId, FinalStates, UTCDateTime, utcnow
 from models.calendar import WorkCalendar
 from models.errors import FieldErrors
 from models.validators import check_phone
@@ -96,6 +100,21 @@ COMPLAINT_ABOUT = {
 }
 ESCALATION_LEVELS = {0: T("前台", "Clerk"), 1: T("主管", "Supervisor"), 2: T("经理", "Manager")}
 
+# Every coded column of a ticket and its labels: the screens, the API's validation, the print form
+# and the registers all read them from here, so no coded value is ever shown raw.
+TICKET_CODED = {
+    "kind": TICKET_KINDS,
+    "subkind": TICKET_SUBKINDS,
+    "channel": CHANNELS,
+    "priority": PRIORITIES,
+    "status": STATUSES,
+    "responsibility": RESPONSIBILITIES,
+    "medical_path": MEDICAL_PATHS,
+    "consult_mode": CONSULT_MODES,
+    "complaint_about": COMPLAINT_ABOUT,
+    "escalation_level": ESCALATION_LEVELS,
+}
+
 # Which status may follow which; anything else is refused with the reason.
 TRANSITIONS = {
     "new": {"acknowledged", "in_progress", "resolved", "cancelled"},
@@ -108,8 +127,81 @@ TRANSITIONS = {
     "cancelled": set(),
 }
 
-# Defaults a Manager can change per class and priority (SlaPolicy rows).
-DEFAULT_POLICY = {"reply_minutes": 5, "resolve_minutes": 24 * 60, "second_level_minutes": 30, "warn_minutes": 2}
+# The emergency procedure (DESIGN.md item 4): for every one of these classes the clerk records
+# where to send people and a phone first, before anything else.
+EMERGENCY_KINDS = ("emergency_medical", "security", "disaster")
+FIRST_FIELDS = {
+    "emergency_medical": {
+        "address": T("急救必须先登记地址", "Record the address first for an emergency"),
+        "callback_phone": T("急救必须先登记联系电话", "Record the phone first for an emergency"),
+    },
+    "security": {
+        "address": T(
+            "治安事件必须先登记地点（地址），以便派人前往", "Record the place first for a security incident: where to send people"
+        ),
+        "callback_phone": T("治安事件必须先登记联系电话", "Record the phone first for a security incident"),
+    },
+    "disaster": {
+        "address": T("灾害必须先登记地点（地址），以便派人前往", "Record the place first for a disaster: where to send people"),
+        "callback_phone": T("灾害必须先登记联系电话", "Record the phone first for a disaster"),
+    },
+}
+assert set(FIRST_FIELDS) == set(EMERGENCY_KINDS)
+
+# A request received more than this long before it is recorded needs the reason (a letter by
+# post, a call noted during an outage); a little ahead is a clock's drift, more is the future.
+LATE_ENTRY = dt.timedelta(hours=1)
+CLOCK_SKEW = dt.timedelta(minutes=1)
+
+
+# --- the rulebook: the procedure's own time limits -----------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """A time limit the help-request procedure itself sets. A response policy may tighten it, in
+    the rule's own terms (minutes, or working days), or name it in ``replaces_rule`` to replace it;
+    a policy never drops it silently."""
+
+    key: str
+    label: T
+    deadline: str  # "reply" or "resolve"
+    minutes: int | None = None
+    working_days: int | None = None
+    kinds: frozenset | None = None  # None: every class
+    consult_mode: str | None = None
+
+    def applies(self, kind: str, consult_mode: str | None) -> bool:
+        if self.kinds is not None and kind not in self.kinds:
+            return False
+        return self.consult_mode is None or consult_mode == self.consult_mode
+
+
+RULEBOOK = {
+    r.key: r
+    for r in (
+        Rule(
+            "reply_five_minutes",
+            T("规程：当场答复，需请示主管的 5 分钟内答复", "Procedure: reply at once, within 5 minutes after asking the supervisor"),
+            "reply",
+            minutes=5,
+        ),
+        Rule(
+            "written_reply",
+            T("规程：书面咨询 2 个工作日内书面答复", "Procedure: a written reply to a written consultation within 2 working days"),
+            "resolve",
+            working_days=2,
+            kinds=frozenset({"consultation"}),
+            consult_mode="written",
+        ),
+    )
+}
+RULE_CHOICES = {k: r.label for k, r in RULEBOOK.items()}
+
+# The policies an install starts with (the migration writes the same rows): one per class, any
+# priority. Rows, so that a Manager sees and changes them; the rulebook above applies on top.
+SEED_POLICY = {"reply_minutes": 5, "resolve_minutes": 24 * 60, "second_level_minutes": 30, "warn_minutes": 2}
+# Escalation steps when a class has no active policy at all (a Manager deactivated it): the ticket
+# says so ("no policy") rather than pretending one applied.
+NO_POLICY_STEPS = {"second_level_minutes": 30, "warn_minutes": 2}
 
 
 def is_major_incident(kind: str, priority: str) -> bool:
@@ -131,8 +223,20 @@ class SlaPolicy(AuditedModel):
     second_level_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=30)
     warn_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=2)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # The rulebook rule (RULEBOOK) this policy replaces outright; otherwise it may only tighten it.
+    replaces_rule: Mapped[str | None] = mapped_column(String(32))
 
-    __table_args__ = (UniqueConstraint("kind", "priority", name="uq_sla_policy_kind_priority"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "priority", name="uq_sla_policy_kind_priority"),
+        # NULLs are distinct in a unique constraint: one "any priority" row per class needs its own.
+        Index(
+            "uq_sla_policy_kind_any_priority",
+            "kind",
+            unique=True,
+            postgresql_where=text("priority IS NULL"),
+            sqlite_where=text("priority IS NULL"),
+        ),
+    )
 
     def check(self) -> None:
         errors = {}
@@ -156,8 +260,44 @@ class SlaPolicy(AuditedModel):
             errors["resolve_minutes"] = [str(T("必须大于 0", "Must be greater than 0"))]
         if self.warn_minutes is None or self.warn_minutes < 0:
             errors["warn_minutes"] = [str(T("不能为负数", "Cannot be negative"))]
+        rule = RULEBOOK.get(self.replaces_rule) if self.replaces_rule else None
+        if self.replaces_rule and (rule is None or (rule.kinds is not None and self.kind not in rule.kinds)):
+            errors["replaces_rule"] = [str(T("该规程条款不适用于此类别", "That procedure rule does not apply to this class"))]
+        reply_rule = RULEBOOK["reply_five_minutes"]
+        if (
+            "reply_minutes" not in errors
+            and self.reply_minutes is not None
+            and self.reply_minutes > reply_rule.minutes
+            and self.replaces_rule != reply_rule.key
+        ):
+            errors["reply_minutes"] = [
+                str(
+                    T(
+                        f"规程要求 {reply_rule.minutes} 分钟内答复：策略只能收紧；如确需放宽，请在「替代规程」中选择该条",
+                        f"The procedure says reply within {reply_rule.minutes} minutes: a policy may only tighten it; "
+                        "to loosen it, choose that rule under 'Replaces procedure rule'",
+                    )
+                )
+            ]
         if errors:
             raise FieldErrors(errors)
+
+    def rule_effects(self) -> list[tuple[T, T]]:
+        """For each rulebook rule of this class: what applies under this policy (the form says it)."""
+        out = []
+        for rule in RULEBOOK.values():
+            if rule.kinds is not None and self.kind not in rule.kinds:
+                continue
+            _, basis = effective_limits(self, self.kind, rule.consult_mode)
+            which = basis[rule.deadline]
+            if self.replaces_rule == rule.key:
+                effect = T("本策略替代此条规程", "This policy replaces the rule")
+            elif which.startswith("rule:"):
+                effect = T("此条规程适用（本策略未收紧它）", "The rule applies (this policy does not tighten it)")
+            else:
+                effect = T("本策略收紧了此条规程，按本策略", "This policy tightens the rule and applies")
+            out.append((rule.label, effect))
+        return out
 
     def __str__(self) -> str:
         return (
@@ -165,23 +305,87 @@ class SlaPolicy(AuditedModel):
         )
 
 
-def policy_for(session: Session, kind: str, priority: str, consult_mode: str | None = None) -> dict:
-    """The policy of a class and priority: an exact row, else the class's row, else defaults."""
+def policy_row(session: Session, kind: str, priority: str | None) -> SlaPolicy | None:
+    """The active policy of a class and priority: the exact row, else the class's any-priority row."""
     rows = session.execute(select(SlaPolicy).where(SlaPolicy.kind == kind, SlaPolicy.active.is_(True))).scalars().all()
-    row = next((r for r in rows if r.priority == priority), None) or next((r for r in rows if r.priority is None), None)
+    return next((r for r in rows if r.priority == priority), None) or next((r for r in rows if r.priority is None), None)
+
+
+def effective_limits(row: SlaPolicy | None, kind: str, consult_mode: str | None) -> tuple[dict, dict]:
+    """The limits that apply, and where each comes from (``{"reply": "policy:7", "resolve":
+    "rule:written_reply"}``): the policy row, with every rulebook rule of the request on top unless
+    the policy tightens it in the rule's own terms or names it as replaced."""
     if row is not None:
-        return {
+        limits = {
             "reply_minutes": row.reply_minutes,
             "resolve_minutes": row.resolve_minutes,
             "resolve_working_days": row.resolve_working_days,
             "second_level_minutes": row.second_level_minutes,
             "warn_minutes": row.warn_minutes,
         }
-    policy = dict(DEFAULT_POLICY, resolve_working_days=None)
-    if kind == "consultation" and consult_mode == "written":
-        # Written consultations get a written reply within two (working) days.
-        policy.update(resolve_minutes=None, resolve_working_days=2)
-    return policy
+        source = f"policy:{row.id}" if row.id is not None else "policy:new"
+        basis = {"reply": source, "resolve": source}
+    else:
+        limits = {"reply_minutes": None, "resolve_minutes": None, "resolve_working_days": None, **NO_POLICY_STEPS}
+        basis = {"reply": "none", "resolve": "none"}
+    for rule in RULEBOOK.values():
+        if not rule.applies(kind, consult_mode) or (row is not None and row.replaces_rule == rule.key):
+            continue
+        prefix = rule.deadline  # "reply" or "resolve"
+        minutes, days = limits.get(f"{prefix}_minutes"), limits.get(f"{prefix}_working_days")
+        if rule.minutes is not None:
+            tighter = minutes is not None and minutes <= rule.minutes
+        else:
+            tighter = days is not None and days <= rule.working_days
+        if not tighter:
+            limits[f"{prefix}_minutes"] = rule.minutes
+            if prefix == "resolve":
+                limits["resolve_working_days"] = rule.working_days
+            basis[prefix] = f"rule:{rule.key}"
+    return limits, basis
+
+
+def policy_for(session: Session, kind: str, priority: str, consult_mode: str | None = None) -> dict:
+    """The limits of a request (see ``effective_limits``), with ``basis`` saying where they come from."""
+    limits, basis = effective_limits(policy_row(session, kind, priority), kind, consult_mode)
+    return {**limits, "basis": basis}
+
+
+def recompute_open_tickets(session: Session, kind: str | None = None) -> int:
+    """Recompute the deadlines of the open tickets (of one class, or all) after their policy or the
+    calendar changed; commits. Returns how many tickets were recomputed."""
+    from sqlalchemy import update
+
+    calendar = WorkCalendar.load(session)
+    stmt = select(Ticket).where(Ticket.status.in_(OPEN_STATUSES), Ticket.archived_at.is_(None))
+    if kind is not None:
+        stmt = stmt.where(Ticket.kind == kind)
+    tickets = session.execute(stmt).scalars().all()
+    for t in tickets:
+        with session.no_autoflush:  # the new values go out by the UPDATE below, never by a flush
+            t.apply_policy(session, calendar)
+            values = {
+                c: getattr(t, c)
+                for c in ("reply_due_at", "resolve_due_at", "second_level_minutes", "warn_minutes", "next_due_at", "sla_basis")
+            }
+            session.expunge(t)
+            # Deadlines are system bookkeeping: no version bump for the people editing these tickets.
+            session.execute(
+                update(Ticket).where(Ticket.id == t.id).values(**values).execution_options(synchronize_session=False)
+            )
+    session.commit()
+    return len(tickets)
+
+
+def ensure_default_policies(session: Session) -> int:
+    """Write the starting policies (SEED_POLICY, one per class) into an empty policy table; a table
+    with any row is the Manager's and is left alone. Returns how many rows were written."""
+    if session.execute(select(func.count()).select_from(SlaPolicy)).scalar():
+        return 0
+    for kind in TICKET_KINDS:
+        session.add(SlaPolicy(kind=kind, priority=None, active=True, **SEED_POLICY))
+    session.flush()
+    return len(TICKET_KINDS)
 
 
 # --- tickets ---------------------------------------------------------------------------------
@@ -225,7 +429,15 @@ class Ticket(AuditedModel):
         ForeignKey("renovation.id", name="fk_ticket_renovation_id")
     )  # the renovation a complaint is about
     # times and deadlines
-    reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)  # typed in
+    # When the office received it (a letter by post, a call noted during an outage): the deadlines
+    # and the registers run from it. Filled from ``reported_at`` when not given; NULL only in rows
+    # written around the ORM (old retention exports), where it means "when recorded".
+    received_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    received_late_reason: Mapped[str | None] = mapped_column(String(200))
+    # Where the deadlines come from: "reply=<source>;resolve=<source>", a source being
+    # "policy:<id>", "rule:<RULEBOOK key>" or "none" (see ``effective_limits``).
+    sla_basis: Mapped[str | None] = mapped_column(String(120))
     replied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -259,6 +471,20 @@ class Ticket(AuditedModel):
 
     __personal__ = {"visitor_phone": "phone", "callback_phone": "phone"}
 
+    # A closed, cancelled or archived request is what the registers print: read-only, except that
+    # a closed one may be reopened (which resets its resolution and its resolve deadline).
+    __final__ = FinalStates(
+        column="status",
+        states=frozenset({"closed", "cancelled"}),
+        filled=("archived_at",),
+        exits={
+            "reopened": frozenset(
+                {"resolved_at", "closed_at", "resolve_steps_done", "resolve_due_at", "next_due_at", "sla_basis"}
+            )
+        },
+        labels=STATUSES,
+    )
+
     __table_args__ = (
         Index("ix_ticket_next_due_at", "next_due_at", postgresql_where="next_due_at IS NOT NULL"),
         Index("ix_ticket_status_kind", "status", "kind"),
@@ -288,12 +514,25 @@ class Ticket(AuditedModel):
                 setattr(self, field, check_phone(getattr(self, field)))
             except ValueError as e:
                 errors[field] = [str(e)]
-        if self.kind == "emergency_medical":
-            # Address and phone first: the procedure records them before anything else.
-            if not self.address:
-                errors["address"] = [str(T("急救必须先登记地址", "Record the address first for an emergency"))]
-            if not self.callback_phone and "callback_phone" not in errors:
-                errors["callback_phone"] = [str(T("急救必须先登记联系电话", "Record the phone first for an emergency"))]
+        # Emergencies (medical, security, disaster): where to send people and a phone, first.
+        for field, message in FIRST_FIELDS.get(self.kind, {}).items():
+            if not (getattr(self, field) or "").strip() and field not in errors:
+                errors[field] = [str(message)]
+        if self.received_at is not None and self.reported_at is not None:
+            if self.received_at > self.reported_at + CLOCK_SKEW:
+                errors["received_at"] = [
+                    str(T("受理时间不能晚于登记时间（不能是将来）", "The time received cannot be after it was recorded (the future)"))
+                ]
+            elif self.reported_at - self.received_at > LATE_ENTRY and not (self.received_late_reason or "").strip():
+                errors["received_late_reason"] = [
+                    str(
+                        T(
+                            "受理时间早于登记时间一小时以上：请填写补登原因（如信件邮寄、停电时记录的来电）",
+                            "Received more than an hour before it was recorded: give the reason (a letter by post, "
+                            "a call noted during an outage)",
+                        )
+                    )
+                ]
         if not (self.unit_id or self.unit or self.visitor_name):
             errors["unit"] = [str(T("请选择报事房屋，或填写来访人姓名", "Choose the unit, or give the visitor's name"))]
         for field, vocab in (
@@ -312,6 +551,16 @@ class Ticket(AuditedModel):
         if errors:
             raise FieldErrors(errors)
 
+    @hybrid_property
+    def received(self) -> dt.datetime | None:
+        """When the office received the request (the recording time for rows that lack it)."""
+        return self.received_at or self.reported_at
+
+    @received.inplace.expression
+    @classmethod
+    def _received_expression(cls):
+        return func.coalesce(cls.received_at, cls.reported_at)
+
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
@@ -322,18 +571,46 @@ class Ticket(AuditedModel):
 
     # --- deadlines -----------------------------------------------------------------------
     def apply_policy(self, session: Session, calendar: WorkCalendar | None = None) -> None:
-        """(Re)compute the deadlines from the policy; keeps the steps already handled."""
+        """(Re)compute the deadlines from the time received; keeps the steps already handled."""
         policy = policy_for(session, self.kind, self.priority, self.consult_mode)
-        start = self.reported_at or utcnow()
-        self.reply_due_at = start + dt.timedelta(minutes=policy["reply_minutes"])
-        if policy.get("resolve_working_days"):
-            calendar = calendar or WorkCalendar.load(session)
-            self.resolve_due_at = calendar.add_working_days(start, policy["resolve_working_days"])
-        else:
-            self.resolve_due_at = start + dt.timedelta(minutes=policy["resolve_minutes"])
+        start = self.received or utcnow()
+        self.reply_due_at = start + dt.timedelta(minutes=policy["reply_minutes"]) if policy["reply_minutes"] else None
+        self.resolve_due_at = self._resolve_due(session, policy, start, calendar)
         self.second_level_minutes = policy["second_level_minutes"]
         self.warn_minutes = policy["warn_minutes"]
+        self.sla_basis = ";".join(f"{k}={v}" for k, v in policy["basis"].items())
         self.refresh_next_due()
+
+    @staticmethod
+    def _resolve_due(session: Session, policy: dict, start: dt.datetime, calendar: WorkCalendar | None = None):
+        if policy.get("resolve_working_days"):
+            return (calendar or WorkCalendar.load(session)).add_working_days(start, policy["resolve_working_days"])
+        if policy.get("resolve_minutes"):
+            return start + dt.timedelta(minutes=policy["resolve_minutes"])
+        return None
+
+    def deadline_basis(self, session: Session) -> list[tuple[T, T]]:
+        """(deadline, where its limit comes from), to show and print beside the deadlines."""
+        out = []
+        for which, label in (("reply", T("答复时限依据", "Reply limit from")), ("resolve", T("解决时限依据", "Resolve limit from"))):
+            source = self.deadline_sources().get(which)
+            if source is None:
+                continue
+            if source.startswith("rule:") and source[5:] in RULEBOOK:
+                text = RULEBOOK[source[5:]].label
+            elif source.startswith("policy:") and source[7:].isdigit():
+                row = session.get(SlaPolicy, int(source[7:]))
+                name = str(row) if row is not None else f"#{source[7:]}"
+                text = T(f"响应时限策略「{name}」", f"Response policy '{name}'")
+            else:
+                text = T("无启用的响应时限策略（只按规程）", "No active response policy (the procedure only)")
+            out.append((label, text))
+        return out
+
+    def deadline_sources(self) -> dict[str, str]:
+        """``{"reply": "policy:7", "resolve": "rule:written_reply"}`` from ``sla_basis``."""
+        parts = (p.split("=", 1) for p in (self.sla_basis or "").split(";") if "=" in p)
+        return dict(parts)
 
     def deadline_steps(self, which: str) -> list[tuple[str, dt.datetime]]:
         """The steps of one deadline in order: warn before it, escalate to level 1 at it,
@@ -441,10 +718,7 @@ class Ticket(AuditedModel):
             self.closed_at = None
             self.resolve_steps_done = 0
             policy = policy_for(session, self.kind, self.priority, self.consult_mode)
-            if policy.get("resolve_working_days"):
-                self.resolve_due_at = WorkCalendar.load(session).add_working_days(now, policy["resolve_working_days"])
-            else:
-                self.resolve_due_at = now + dt.timedelta(minutes=policy["resolve_minutes"])
+            self.resolve_due_at = self._resolve_due(session, policy, now)
         self.refresh_next_due()
         self.record(session, "transition", body=reason, from_status=previous, to_status=to, at=now)
 
@@ -458,7 +732,7 @@ class Ticket(AuditedModel):
         from sqlalchemy import inspect as sa_inspect
 
         state = sa_inspect(self)
-        if any(state.attrs[f].history.has_changes() for f in ("kind", "priority", "consult_mode")):
+        if any(state.attrs[f].history.has_changes() for f in ("kind", "priority", "consult_mode", "received_at")):
             self.apply_policy(session)
         if state.attrs["assignee_id"].history.has_changes() or state.attrs["assignee"].history.has_changes():
             self.record(session, "assign", body=str(self.assignee) if self.assignee else None)
@@ -546,6 +820,10 @@ CALLBACK_STATUSES = {
 }
 
 
+# The requests a callback may be made about (one is made by hand, by the screen or the API).
+CALLBACK_TICKET_STATUSES = ("resolved", "callback", "closed")
+
+
 class Callback(AuditedModel):
     """A follow-up with the resident after a repair or complaint is resolved (回访)."""
 
@@ -574,14 +852,41 @@ class Callback(AuditedModel):
         CheckConstraint("satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5", name="ck_callback_satisfaction"),
     )
 
+    # A finished callback is what the registers print as the result: read-only.
+    __final__ = FinalStates(
+        column="status", states=frozenset({"done", "unreachable", "cancelled"}), labels=CALLBACK_STATUSES
+    )
+
     def check(self) -> None:
         errors = {}
+        if self.ticket_id is None and self.ticket is None:
+            errors["ticket"] = [str(T("请选择要回访的求助单", "Choose the request to call back about"))]
         if self.status not in CALLBACK_STATUSES:
             errors["status"] = [str(T("状态无效", "Invalid status"))]
         if self.satisfaction is not None and not 1 <= int(self.satisfaction) <= 5:
             errors["satisfaction"] = [str(T("满意度为 1 到 5 分", "Satisfaction is 1 to 5"))]
         if errors:
             raise FieldErrors(errors)
+
+    def before_insert(self, session: Session) -> None:
+        ticket = self.ticket if self.ticket is not None else session.get(Ticket, self.ticket_id) if self.ticket_id else None
+        if ticket is None:
+            return  # check() names the missing ticket
+        if ticket.archived_at is not None or ticket.status not in CALLBACK_TICKET_STATUSES:
+            raise FieldErrors(
+                {
+                    "ticket": [
+                        str(
+                            T(
+                                "只能回访已解决、待回访或已关闭（未归档）的求助单",
+                                "Only resolved, awaiting-callback or closed (not archived) requests get a callback",
+                            )
+                        )
+                    ]
+                }
+            )
+        if self.due_at is not None:
+            self.refresh_next_due(int(_config("CALLBACK_SECOND_LEVEL_MINUTES", 240)))
 
     def refresh_next_due(self, second_level_minutes: int = 60) -> None:
         if self.status != "pending":
@@ -732,6 +1037,8 @@ def ticket_session_defaults(ticket: Ticket) -> None:
     session = object_session(ticket)
     if ticket.reported_at is None:
         ticket.reported_at = utcnow()
+    if ticket.received_at is None:
+        ticket.received_at = ticket.reported_at
     if not ticket.number:
         ticket.number = next_ticket_number(session, ticket.reported_at)
     if ticket.unit is not None and ticket.estate_id is None:
@@ -869,11 +1176,17 @@ def record_callback_outcome(
     """Reached: record satisfaction; an unsatisfied result reopens the ticket, else it closes.
     Not reached: count the try; after the configured number of tries the callback closes as
     unreachable and so does the ticket."""
+    from models.base import current_actor_id
+
     now = now or utcnow()
     if callback.status != "pending":
         raise FieldErrors({"status": [str(T("该回访已完成", "This callback is already finished"))]})
     ticket = callback.ticket
     callback.attempts += 1
+    # The callback's 回访人 is whoever recorded it (the last try, when there were several).
+    callback.assignee_id = current_actor_id(session)
+    if "assignee" in callback.__dict__:
+        session.expire(callback, ["assignee"])  # read again from the new id, not the old person
     if reached:
         if satisfaction is None or not 1 <= int(satisfaction) <= 5:
             raise FieldErrors({"satisfaction": [str(T("满意度为 1 到 5 分", "Satisfaction is 1 to 5"))]})
@@ -888,6 +1201,9 @@ def record_callback_outcome(
         )
         if ticket.status in ("callback", "resolved"):
             ticket.transition(session, "reopened" if unsatisfied else "closed", now=now)
+        elif ticket.status == "closed" and unsatisfied and ticket.archived_at is None:
+            # A callback made by hand after closing: an unsatisfied resident reopens the case too.
+            ticket.transition(session, "reopened", now=now)
     else:
         callback.reached = False
         callback.comment = comment

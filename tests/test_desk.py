@@ -229,9 +229,9 @@ def test_major_emergency_notifies_at_once(api, make_unit, app):
     ],
 )
 def test_written_consultation_honours_holidays_and_makeup_days(reported, expected):
-    from models.calendar import CHINA_2026, WorkCalendar, calendar_rows
+    from models.calendar import WorkCalendar, official_days
 
-    rows = calendar_rows(CHINA_2026)
+    rows = official_days(2026)  # chinese-calendar, from the State Council's notice
     cal = WorkCalendar(
         {r["day"] for r in rows if r["kind"] == "holiday"}, {r["day"] for r in rows if r["kind"] == "workday"}
     )
@@ -240,21 +240,31 @@ def test_written_consultation_honours_holidays_and_makeup_days(reported, expecte
 
 
 def test_policy_change_recomputes_open_tickets(api, make_unit, app):
-    pk = _ticket(api, make_unit(), kind="other", description="借梯子")
-    resp = api("Manager").post(
-        "/api/v1/sla_policy/",
-        json={
-            "kind": "other",
-            "reply_minutes": 15,
-            "resolve_minutes": 120,
-            "second_level_minutes": 30,
-            "warn_minutes": 5,
-            "active": True,
-        },
-    )
+    pk = _ticket(api, make_unit(), kind="other", priority="urgent", description="借梯子")
+    body = {
+        "kind": "other",
+        "priority": "urgent",
+        "reply_minutes": 15,
+        "resolve_minutes": 120,
+        "second_level_minutes": 30,
+        "warn_minutes": 5,
+        "active": True,
+    }
+    # Longer than the procedure's 5 minutes: only by naming the rule it replaces.
+    resp = api("Manager").post("/api/v1/sla_policy/", json=body)
+    assert resp.status_code == 422 and "reply_minutes" in resp.json["message"], resp.json
+    resp = api("Manager").post("/api/v1/sla_policy/", json={**body, "replaces_rule": "reply_five_minutes"})
     assert resp.status_code == 201, resp.json
+    try:
+        t = _get(api, pk)
+        assert dt.datetime.fromisoformat(t["reply_due_at"]) - dt.datetime.fromisoformat(
+            t["received_at"]
+        ) == dt.timedelta(minutes=15)
+        assert api("Staff").post("/api/v1/sla_policy/", json={"kind": "other", "reply_minutes": 1}).status_code == 403
+    finally:
+        assert api("Manager").delete(f"/api/v1/sla_policy/{resp.json['id']}").status_code == 200
+    # Without its own policy the class's row applies again.
     t = _get(api, pk)
-    assert dt.datetime.fromisoformat(t["reply_due_at"]) - dt.datetime.fromisoformat(t["reported_at"]) == dt.timedelta(
-        minutes=15
+    assert dt.datetime.fromisoformat(t["reply_due_at"]) - dt.datetime.fromisoformat(t["received_at"]) == dt.timedelta(
+        minutes=5
     )
-    assert api("Staff").post("/api/v1/sla_policy/", json={"kind": "other", "reply_minutes": 1}).status_code == 403

@@ -174,9 +174,9 @@ def major_ticket(api, unit_id: int, kind: str = "security", **extra) -> dict:
         "description": f"测试重大事件 {uuid.uuid4().hex[:6]}",
     }
     if kind == "security":
-        body["subkind"] = "theft"
+        body.update(subkind="theft", address="2栋地下车库", callback_phone="13812345678")
     if kind == "disaster":
-        body["subkind"] = "fire"
+        body.update(subkind="fire", address="3栋 12 楼", callback_phone="13812345678")
     if kind == "emergency_medical":
         body.update(priority="major", address="1栋1单元101", callback_phone="13812345678", medical_path="ambulance")
     body.update(extra)

@@ -137,7 +137,8 @@ def scene(app, tokens):
     past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     with app.app_context():
         for key, at in when.items():
-            db.session.execute(update(Ticket).where(Ticket.id == t[key]).values(reported_at=at))
+            # Received and recorded at the same moment: the registers run on the time received.
+            db.session.execute(update(Ticket).where(Ticket.id == t[key]).values(reported_at=at, received_at=at))
         # r2 is still new and both its deadlines have passed: late on both counts.
         db.session.execute(update(Ticket).where(Ticket.id == t["r2"]).values(reply_due_at=past, resolve_due_at=past))
         numbers = dict(db.session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(t.values()))).all())

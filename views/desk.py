@@ -14,19 +14,14 @@ from models.base import utcnow
 from models.calendar import DAY_KINDS, Holiday
 from models.desk import (
     CALLBACK_STATUSES,
-    CHANNELS,
-    COMPLAINT_ABOUT,
-    CONSULT_MODES,
-    ESCALATION_LEVELS,
     EVENT_KINDS,
-    MEDICAL_PATHS,
     NOTIFICATION_CHANNELS,
     NOTIFICATION_STATES,
     PRIORITIES,
-    RESPONSIBILITIES,
+    RULE_CHOICES,
     STATUSES,
+    TICKET_CODED,
     TICKET_KINDS,
-    TICKET_SUBKINDS,
     TRANSITIONS,
     Callback,
     DutyShift,
@@ -34,6 +29,7 @@ from models.desk import (
     NotificationRoute,
     SlaPolicy,
     Ticket,
+    recompute_open_tickets,
     record_callback_outcome,
 )
 from models.errors import Conflict, FieldErrors
@@ -84,8 +80,17 @@ class TicketViewMixin:
             flash(str(e), "danger")
         return redirect(url_for(f"{type(self).__name__}.show", pk=pk))
 
+    def _get_add_widget(self, form, exclude_cols=None, widgets=None):
+        # The clock starts when the request came in: a new form starts at "now" (the clerk changes
+        # it for a letter received by post or a call noted during an outage).
+        if request.method == "GET" and "received_at" in form and form["received_at"].data is None:
+            form["received_at"].data = utcnow()
+        return super()._get_add_widget(form=form, exclude_cols=exclude_cols, widgets=widgets)
+
     def _show_widget_args(self, item) -> dict:
         return {
+            "desk_basis": item.deadline_basis(self.datamodel.session),
+            "desk_final": item.status in Ticket.__final__.states or item.archived_at is not None,
             "desk_timeline": item.events,
             "desk_next": sorted(TRANSITIONS.get(item.status, ())),
             "desk_statuses": STATUSES,
@@ -204,7 +209,7 @@ TICKET_LABELS = {
     "subkind": T("细类", "Sub-class"),
     "channel": T("渠道", "Channel"),
     "priority": T("优先级", "Priority"),
-    "address": T("地址", "Address"),
+    "address": T("地址/地点", "Address / place"),
     "callback_phone": T("联系电话", "Callback phone"),
     "description": T("求助内容", "Request"),
     "status": T("状态", "Status"),
@@ -222,6 +227,8 @@ TICKET_LABELS = {
     "confidential": T("保密", "Confidential"),
     "complaint_about": T("投诉对象", "Complaint about"),
     "reported_at": T("登记时间", "Recorded at"),
+    "received_at": T("受理时间", "Received at"),
+    "received_late_reason": T("补登原因", "Reason for late entry"),
     "replied_at": T("答复时间", "Replied at"),
     "resolved_at": T("解决时间", "Resolved at"),
     "closed_at": T("关闭时间", "Closed at"),
@@ -243,7 +250,7 @@ register(
             "priority",
             "status",
             "unit.code",
-            "reported_at",
+            "received_at",
             "reply_due_at",
             "escalation_level",
         ],
@@ -251,6 +258,8 @@ register(
             "kind",
             "subkind",
             "channel",
+            "received_at",
+            "received_late_reason",
             "priority",
             "unit",
             "owner",
@@ -297,6 +306,8 @@ register(
             "confidential",
             "complaint_about",
             "cancel_reason",
+            "received_at",
+            "received_late_reason",
             "reported_at",
             "reply_due_at",
             "replied_at",
@@ -304,22 +315,21 @@ register(
             "resolved_at",
             "closed_at",
         ],
-        search_columns=["number", "kind", "priority", "status", "reported_at", "escalation_level", "unit"],
+        search_columns=["number", "kind", "priority", "status", "received_at", "reported_at", "escalation_level", "unit"],
         order=("id", "desc"),
-        order_columns=["number", "kind", "priority", "status", "reported_at", "reply_due_at", "escalation_level", "id"],
+        order_columns=[
+            "number",
+            "kind",
+            "priority",
+            "status",
+            "received_at",
+            "reported_at",
+            "reply_due_at",
+            "escalation_level",
+            "id",
+        ],
         labels=TICKET_LABELS,
-        choices={
-            "kind": TICKET_KINDS,
-            "subkind": TICKET_SUBKINDS,
-            "channel": CHANNELS,
-            "priority": PRIORITIES,
-            "status": STATUSES,
-            "responsibility": RESPONSIBILITIES,
-            "medical_path": MEDICAL_PATHS,
-            "consult_mode": CONSULT_MODES,
-            "complaint_about": COMPLAINT_ABOUT,
-            "escalation_level": ESCALATION_LEVELS,
-        },
+        choices=TICKET_CODED,
         lookups=[
             UNIT_LOOKUP,
             OWNER_LOOKUP,
@@ -336,12 +346,14 @@ register(
         show_template="desk/ticket_show.html",
         fieldsets=[
             (
-                T("登记（急救先记地址和电话）", "Record (emergency: address and phone first)"),
+                T("登记（紧急情况先记地址和电话）", "Record (emergencies: address and phone first)"),
                 [
                     "kind",
                     "subkind",
                     "priority",
                     "channel",
+                    "received_at",
+                    "received_late_reason",
                     "address",
                     "callback_phone",
                     "unit",
@@ -359,7 +371,20 @@ register(
             (T("投诉", "Complaint"), ["complaint_about"], True),
         ],
         descriptions={
-            "address": T("急救：先登记地址和电话", "Emergency: record address and phone first"),
+            "address": T(
+                "急救、治安事件、灾害：先登记地址（派人前往的地点）和联系电话",
+                "Medical emergencies, security incidents, disasters: record the address (where to send people) "
+                "and the phone first",
+            ),
+            "received_at": T(
+                "收到求助的时间，时限由此起算；默认为现在，不能是将来",
+                "When the office received the request; deadlines run from it. Now by default, never in the future",
+            ),
+            "received_late_reason": T(
+                "受理时间早于登记一小时以上时必填（如信件邮寄、停电时记录的来电）",
+                "Required when received more than an hour before it is recorded (a letter by post, a call noted "
+                "during an outage)",
+            ),
             "cost": T(
                 "有偿服务按收费程序办理；员工不得收受住户财物",
                 "Paid work follows the paid-service procedure; staff never accept money or gifts",
@@ -370,7 +395,7 @@ register(
 
 # The archived help registers (DESIGN.md item 13, jobs/retention.py): the same table, read-only,
 # only the rows the yearly job archived; Managers and the Committee search them here.
-TICKET_ARCHIVE_COLUMNS = ["number", "kind", "priority", "status", "unit.code", "reported_at", "closed_at", "archived_at"]
+TICKET_ARCHIVE_COLUMNS = ["number", "kind", "priority", "status", "unit.code", "received_at", "closed_at", "archived_at"]
 register(
     Resource(
         name="ticket_archive",
@@ -406,27 +431,19 @@ register(
             "confidential",
             "complaint_about",
             "cancel_reason",
+            "received_at",
+            "received_late_reason",
             "reported_at",
             "replied_at",
             "resolved_at",
             "closed_at",
             "archived_at",
         ],
-        search_columns=["number", "kind", "priority", "status", "reported_at", "closed_at", "archived_at"],
+        search_columns=["number", "kind", "priority", "status", "received_at", "closed_at", "archived_at"],
         order=("id", "desc"),
-        order_columns=["number", "kind", "priority", "status", "reported_at", "closed_at", "archived_at", "id"],
+        order_columns=["number", "kind", "priority", "status", "received_at", "closed_at", "archived_at", "id"],
         labels={**TICKET_LABELS, "archived_at": T("归档时间", "Archived at")},
-        choices={
-            "kind": TICKET_KINDS,
-            "subkind": TICKET_SUBKINDS,
-            "channel": CHANNELS,
-            "priority": PRIORITIES,
-            "status": STATUSES,
-            "responsibility": RESPONSIBILITIES,
-            "medical_path": MEDICAL_PATHS,
-            "consult_mode": CONSULT_MODES,
-            "complaint_about": COMPLAINT_ABOUT,
-        },
+        choices=TICKET_CODED,
         writable=False,
         base_filters=[["archived_at", FilterIsNotNull, None]],
         # The timeline on the detail page; its status form needs a write right nobody has here.
@@ -440,46 +457,37 @@ register(
 class PolicyRecompute:
     """Changing a policy recomputes the deadlines of the open tickets it governs."""
 
+    # All classes: an edit may move a policy from one class to another.
     def post_add(self, item):
-        recompute_open_tickets(self.datamodel.session, item.kind)
+        recompute_open_tickets(self.datamodel.session)
 
     def post_update(self, item):
-        recompute_open_tickets(self.datamodel.session, item.kind)
+        recompute_open_tickets(self.datamodel.session)
 
     def post_delete(self, item):
-        recompute_open_tickets(self.datamodel.session, item.kind)
+        recompute_open_tickets(self.datamodel.session)
 
 
-def recompute_open_tickets(session, kind: str) -> int:
-    from models.calendar import WorkCalendar
-    from models.desk import OPEN_STATUSES
+class PolicyShowMixin:
+    """The detail page says, for each procedure rule of the class, whether it or the policy applies."""
 
-    calendar = WorkCalendar.load(session)
-    tickets = (
-        session.execute(
-            select(Ticket).where(Ticket.kind == kind, Ticket.status.in_(OPEN_STATUSES), Ticket.archived_at.is_(None))
-        )
-        .scalars()
-        .all()
-    )
-    for t in tickets:
-        t.apply_policy(session, calendar)
-        # Deadlines are system bookkeeping: no version bump for the people editing these tickets.
-        session.execute(
-            update(Ticket)
-            .where(Ticket.id == t.id)
-            .values(
-                reply_due_at=t.reply_due_at,
-                resolve_due_at=t.resolve_due_at,
-                second_level_minutes=t.second_level_minutes,
-                warn_minutes=t.warn_minutes,
-                next_due_at=t.next_due_at,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        session.expunge(t)
-    session.commit()
-    return len(tickets)
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk):
+        item = self.datamodel.get(pk, self._base_filters)
+        if item is None:
+            abort(404)
+        g.desk_policy_rules = item.rule_effects()
+        return super().show(pk)
+
+
+MSG_RULES = T(
+    "规程底线：答复 5 分钟内（所有类别）；书面咨询 2 个工作日内书面答复。策略只能按同样的计时方式收紧它们"
+    "（书面答复按工作日）；要放宽或改用其他计时，须在「替代规程」中选择该条。详情页显示每条规程是否适用。",
+    "The procedure's floor: reply within 5 minutes (every class); a written reply to a written consultation within "
+    "2 working days. A policy may only tighten them in the same terms (working days for the written reply); to "
+    "loosen one or count it otherwise, choose it under 'Replaces procedure rule'. The detail page says which applies.",
+)
 
 
 register(
@@ -497,6 +505,7 @@ register(
             "resolve_working_days",
             "second_level_minutes",
             "warn_minutes",
+            "replaces_rule",
             "active",
         ],
         edit_columns=[
@@ -507,9 +516,10 @@ register(
             "resolve_working_days",
             "second_level_minutes",
             "warn_minutes",
+            "replaces_rule",
             "active",
         ],
-        search_columns=["kind", "priority", "active"],
+        search_columns=["kind", "priority", "active", "replaces_rule"],
         order=("kind", "asc"),
         labels={
             "kind": T("类别", "Class"),
@@ -519,11 +529,26 @@ register(
             "resolve_working_days": T("解决时限(工作日)", "Resolve within (working days)"),
             "second_level_minutes": T("二级升级(超时后分钟)", "Second level after (min)"),
             "warn_minutes": T("提前预警(分钟)", "Warn before (min)"),
+            "replaces_rule": T("替代规程", "Replaces procedure rule"),
             "active": T("启用", "Active"),
         },
-        choices={"kind": TICKET_KINDS, "priority": PRIORITIES},
-        view_mixins=(PolicyRecompute,),
+        choices={"kind": TICKET_KINDS, "priority": PRIORITIES, "replaces_rule": RULE_CHOICES},
+        descriptions={
+            "replaces_rule": MSG_RULES,
+            "resolve_minutes": T(
+                "按日历分钟计时；书面咨询仍按规程 2 个工作日，除非在「替代规程」中选择该条",
+                "Counted in calendar minutes; written consultations keep the procedure's 2 working days unless "
+                "that rule is chosen under 'Replaces procedure rule'",
+            ),
+            "reply_minutes": T(
+                "不超过规程的 5 分钟；更长须在「替代规程」中选择答复条款",
+                "At most the procedure's 5 minutes; longer only when the reply rule is chosen under 'Replaces "
+                "procedure rule'",
+            ),
+        },
+        view_mixins=(PolicyShowMixin, PolicyRecompute),
         api_mixins=(PolicyRecompute,),
+        show_template="desk/sla_policy_show.html",
     )
 )
 
@@ -541,6 +566,16 @@ register(
         order=("day", "asc"),
         labels={"day": T("日期", "Date"), "kind": T("类型", "Kind"), "name": T("名称", "Name")},
         choices={"kind": DAY_KINDS},
+        descriptions={
+            "day": T(
+                "由 chinese-calendar 按国务院通知装入（flask desk holidays --year 年份）；经理可修改，修改过的日期不会被覆盖",
+                "Loaded from chinese-calendar, which follows the State Council's notice (flask desk holidays --year "
+                "YEAR); a Manager may correct them, and corrected days are never overwritten",
+            )
+        },
+        # Working-day deadlines of open requests follow the calendar as it is corrected.
+        view_mixins=(PolicyRecompute,),
+        api_mixins=(PolicyRecompute,),
     )
 )
 
@@ -645,6 +680,8 @@ register(
         icon="fa-phone",
         list_columns=["ticket.number", "due_at", "status", "attempts", "satisfaction", "assignee.username"],
         edit_columns=["due_at", "assignee", "comment"],
+        # A callback made by hand (an extra follow-up) names its request; the request cannot change.
+        add_columns=["ticket", "due_at", "assignee", "comment"],
         show_columns=[
             "ticket.number",
             "due_at",
@@ -673,12 +710,20 @@ register(
         },
         choices={"status": CALLBACK_STATUSES},
         lookups=[
+            Lookup("ticket", search=("number",), label=lambda t: t.number),
             Lookup(
                 "assignee",
                 search=("username", "first_name"),
                 label=lambda u: f"{u.first_name}{u.last_name} ({u.username})",
-            )
+            ),
         ],
+        descriptions={
+            "ticket": T(
+                "已解决、待回访或已关闭的求助单（输入编号搜索）",
+                "A resolved, awaiting-callback or closed request (type its number)",
+            ),
+            "assignee": T("记录回访结果时自动填为记录人", "Set to whoever records the outcome"),
+        },
         view_mixins=(CallbackViewMixin,),
         api_mixins=(CallbackApiMixin,),
         show_template="desk/callback_show.html",

@@ -5,8 +5,8 @@ as .xlsx, and the one-page form of a single ticket.
 - 住户报修登记表 (``repair``): repairs, with the agreed visit time, responsibility and cost;
 - 投诉受理登记表 (``complaint``): complaints, with what they are about and the callback result.
 
-A register covers the requests recorded (``reported_at``) between two local (Asia/Shanghai) dates,
-both included: query arguments ``from`` and ``to`` (YYYY-MM-DD), ``register`` and optionally
+A register covers the requests received (``received_at``; the recording time for rows without it)
+between two local (Asia/Shanghai) dates, both included: query arguments ``from`` and ``to`` (YYYY-MM-DD), ``register`` and optionally
 ``estate`` (an estate id). Phones are masked and confidential matters read "（保密）" for users
 without the ticket's personal right, as everywhere else.
 
@@ -35,14 +35,13 @@ from app.i18n import T
 from models.archives import Estate, Owner, Resident, Unit
 from models.desk import (
     CALLBACK_STATUSES,
-    CHANNELS,
     COMPLAINT_ABOUT,
-    CONSULT_MODES,
     EVENT_KINDS,
+    LATE_ENTRY,
     MEDICAL_PATHS,
-    PRIORITIES,
     RESPONSIBILITIES,
     STATUSES,
+    TICKET_CODED,
     TICKET_KINDS,
     TICKET_SUBKINDS,
     Callback,
@@ -146,8 +145,8 @@ def range_args(rng: Range) -> dict:
 
 
 def in_range(rng: Range) -> list:
-    """The WHERE conditions of a range on tickets."""
-    conds = [Ticket.reported_at >= rng.start, Ticket.reported_at < rng.end]
+    """The WHERE conditions of a range on tickets: when they were received."""
+    conds = [Ticket.received >= rng.start, Ticket.received < rng.end]
     if rng.estate_id is not None:
         conds.append(Ticket.estate_id == rng.estate_id)
     return conds
@@ -259,13 +258,39 @@ def callback_text(cb: dict | None) -> str:
 
 
 def latest_callbacks(session, ticket_ids_stmt) -> dict[int, dict]:
-    """Each ticket's latest callback (a reopened case may have had several)."""
+    """Each ticket's latest callback (a reopened case may have had several), with who made it."""
+    caller = aliased(User)
     rows = session.execute(
-        select(Callback.ticket_id, Callback.status, Callback.satisfaction, Callback.comment, Callback.done_at)
+        select(
+            Callback.ticket_id,
+            Callback.status,
+            Callback.satisfaction,
+            Callback.comment,
+            Callback.done_at,
+            caller.username.label("caller_username"),
+            caller.first_name.label("caller_first"),
+            caller.last_name.label("caller_last"),
+        )
+        .outerjoin(caller, Callback.assignee_id == caller.id)
         .where(Callback.ticket_id.in_(ticket_ids_stmt))
         .order_by(Callback.ticket_id, Callback.id)
     ).all()
     return {r.ticket_id: r._asdict() for r in rows}
+
+
+def person(username: str | None, first: str | None, last: str | None) -> str:
+    """A user as the registers name them: the name, else the login name."""
+    if not username:
+        return ""
+    return f"{first or ''}{last or ''}".strip() or username
+
+
+def received_text(t: Ticket, tz) -> str:
+    """When received; with the recording time too when it was entered late."""
+    text = _local(t.received, tz)
+    if t.received_at is not None and t.reported_at is not None and t.reported_at - t.received_at > LATE_ENTRY:
+        text += str(T(f"（{_local(t.reported_at, tz)} 补登）", f" (entered {_local(t.reported_at, tz)})"))
+    return text
 
 
 def ticket_line(t: Ticket, extra: dict, *, personal: bool, tz, cb: dict | None) -> dict:
@@ -282,15 +307,12 @@ def ticket_line(t: Ticket, extra: dict, *, personal: bool, tz, cb: dict | None) 
         result.append(str(CONFIDENTIAL) if hidden else t.reply)
     if t.cancel_reason:
         result.append(t.cancel_reason)
-    assignee = ""
-    if extra.get("assignee_username"):
-        name = f"{extra.get('assignee_first') or ''}{extra.get('assignee_last') or ''}".strip()
-        assignee = name or extra["assignee_username"]
+    assignee = person(extra.get("assignee_username"), extra.get("assignee_first"), extra.get("assignee_last"))
     return {
         "id": t.id,
         "number": t.number,
-        "reported_at": _local(t.reported_at, tz),
-        "reported_at_dt": t.reported_at,
+        "reported_at": received_text(t, tz),
+        "reported_at_dt": t.received,
         "kind": kind,
         "estate": extra.get("estate_name") or "",
         "unit": extra.get("unit_code") or (t.address or ""),
@@ -340,7 +362,7 @@ def register_lines(session, name: str, rng: Range, *, personal: bool) -> list[di
         .outerjoin(Resident, Ticket.resident_id == Resident.id)
         .outerjoin(assignee, Ticket.assignee_id == assignee.id)
         .where(*conds)
-        .order_by(Ticket.reported_at, Ticket.id)
+        .order_by(Ticket.received, Ticket.id)
     )
     callbacks = latest_callbacks(session, select(Ticket.id).where(*conds))
     lines = []
@@ -420,8 +442,14 @@ CLASS_FIELDS = {
 }
 
 
-def form_fields(t: Ticket, *, personal: bool, tz, cb: dict | None) -> list[tuple[T, str]]:
-    """(label, value) of every field of the form, masked as the viewer needs."""
+def coded_label(column: str, value) -> str:
+    """The label of a coded value of a ticket, as the screens show it (TICKET_CODED)."""
+    return _label(TICKET_CODED[column], value)
+
+
+def form_fields(t: Ticket, *, personal: bool, tz, cb: dict | None, session=None) -> list[tuple[T, str]]:
+    """(label, value) of every field of the form, masked as the viewer needs. Every coded column
+    prints its label through ``coded_label``: the same vocabulary as the screens."""
     from views.desk import TICKET_LABELS as L
 
     hidden = t.confidential and not personal
@@ -429,15 +457,19 @@ def form_fields(t: Ticket, *, personal: bool, tz, cb: dict | None) -> list[tuple
     def phone(v):
         return (v if personal else mask_phone(v)) or ""
 
+    def coded(column):
+        return coded_label(column, getattr(t, column))
+
     owner = t.owner.name if t.owner else ""
     resident = t.resident.name if t.resident else ""
+    kind = coded("kind") + (f"（{coded('subkind')}）" if t.subkind else "")
     rows: list[tuple[T, str]] = [
         (L["number"], t.number),
-        (L["status"], _label(STATUSES, t.status)),
-        (L["kind"], _label(TICKET_KINDS, t.kind) + (f"（{_label(TICKET_SUBKINDS, t.subkind)}）" if t.subkind else "")),
-        (L["priority"], _label(PRIORITIES, t.priority)),
-        (L["channel"], _label(CHANNELS, t.channel)),
-        (L["escalation_level"], str(t.escalation_level)),
+        (L["status"], coded("status")),
+        (L["kind"], kind),
+        (L["priority"], coded("priority")),
+        (L["channel"], coded("channel")),
+        (L["escalation_level"], coded("escalation_level")),
         (L["estate"], t.estate.name if t.estate else ""),
         (L["unit"], t.unit.code if t.unit else ""),
         (L["owner"], owner),
@@ -448,8 +480,9 @@ def form_fields(t: Ticket, *, personal: bool, tz, cb: dict | None) -> list[tuple
         (L["address"], t.address or ""),
         (
             L["assignee"],
-            (f"{t.assignee.first_name}{t.assignee.last_name}" or t.assignee.username) if t.assignee else "",
+            person(t.assignee.username, t.assignee.first_name, t.assignee.last_name) if t.assignee else "",
         ),
+        (L["received_at"], _local(t.received, tz)),
         (L["reported_at"], _local(t.reported_at, tz)),
         (L["reply_due_at"], _local(t.reply_due_at, tz)),
         (L["replied_at"], _local(t.replied_at, tz)),
@@ -457,25 +490,32 @@ def form_fields(t: Ticket, *, personal: bool, tz, cb: dict | None) -> list[tuple
         (L["resolved_at"], _local(t.resolved_at, tz)),
         (L["closed_at"], _local(t.closed_at, tz)),
     ]
+    if t.received_late_reason:
+        rows.append((L["received_late_reason"], t.received_late_reason))
+    if session is not None:
+        rows += [(label, str(text)) for label, text in t.deadline_basis(session)]
     values = {
         "agreed_visit_at": _local(t.agreed_visit_at, tz),
-        "responsibility": _label(RESPONSIBILITIES, t.responsibility),
+        "responsibility": coded("responsibility"),
         "cost": "" if t.cost is None else f"{t.cost:.2f}",
-        "medical_path": _label(MEDICAL_PATHS, t.medical_path),
+        "medical_path": coded("medical_path"),
         "dispatched": t.dispatched or "",
-        "consult_mode": _label(CONSULT_MODES, t.consult_mode),
+        "consult_mode": coded("consult_mode"),
         "confidential": str(T("是", "Yes")) if t.confidential else str(T("否", "No")),
         "reply": str(CONFIDENTIAL) if (hidden and t.reply) else (t.reply or ""),
-        "complaint_about": _label(COMPLAINT_ABOUT, t.complaint_about),
+        "complaint_about": coded("complaint_about"),
     }
-    for kind, fields in CLASS_FIELDS.items():
+    for kind_, fields in CLASS_FIELDS.items():
         for f in fields:
-            if t.kind == kind or (values[f] and f != "confidential"):
+            if t.kind == kind_ or (values[f] and f != "confidential"):
                 rows.append((L[f], values[f]))
     if t.cancel_reason:
         rows.append((L["cancel_reason"], t.cancel_reason))
     if cb:
         rows.append((T("回访结果", "Callback"), callback_text(cb)))
+        rows.append(
+            (T("回访人", "Called back by"), person(cb.get("caller_username"), cb.get("caller_first"), cb.get("caller_last")))
+        )
     return rows
 
 
@@ -572,7 +612,7 @@ class TicketRegisterMixin:
             "desk/print_form.html",
             t=t,
             form_title=FORM_TITLES.get(t.kind, REGISTERS["help"]["title"]),
-            fields=form_fields(t, personal=personal, tz=tz, cb=cb),
+            fields=form_fields(t, personal=personal, tz=tz, cb=cb, session=session),
             description=str(CONFIDENTIAL) if hidden else t.description,
             events=timeline(t, personal=personal, tz=tz),
             printed_at=dt.datetime.now(tz).strftime("%Y-%m-%d %H:%M"),

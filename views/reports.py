@@ -10,7 +10,7 @@
 - callback satisfaction: average and distribution 1-5, overall and per class (callbacks of the
   requests recorded in the range).
 
-The range is the requests' ``reported_at`` between ``from`` and ``to`` (both included, local
+The range is when the requests were received (``Ticket.received``) between ``from`` and ``to`` (both included, local
 dates), optionally one ``estate``. Every figure comes from one GROUP BY query.
 
 Screen: ``/ticket/report`` (read). API: ``GET /api/v1/ticket/report?from=...&to=...`` (read).
@@ -37,15 +37,15 @@ SCORES = (1, 2, 3, 4, 5)
 
 # --- the figures -----------------------------------------------------------------------------
 def _local_day(session):
-    """The local (display time zone) date of ``reported_at``, as SQL, for GROUP BY."""
+    """The local (display time zone) date a request was received, as SQL, for GROUP BY."""
     tz = display_tz()
     if session.get_bind().dialect.name == "postgresql":
         name = str(tz.key).replace("'", "''")
         # A literal, not a bound parameter: the same text in SELECT and GROUP BY.
-        return cast(func.timezone(literal_column(f"'{name}'"), Ticket.reported_at), Date)
+        return cast(func.timezone(literal_column(f"'{name}'"), Ticket.received), Date)
     # SQLite keeps naive UTC text; the zone's offset now (Asia/Shanghai has no daylight saving).
     minutes = int(dt.datetime.now(tz).utcoffset().total_seconds() // 60)
-    return func.date(Ticket.reported_at, literal_column(f"'{minutes:+d} minutes'"))
+    return func.date(Ticket.received, literal_column(f"'{minutes:+d} minutes'"))
 
 
 def _rate(met: int, missed: int) -> float | None:
