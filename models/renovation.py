@@ -2,6 +2,12 @@
 rectification, extensions, completion acceptance, deposit refund. DESIGN.md item 8. Deposits and
 fees are posted to the unit's bills (one-off lines with ``source`` ``renovation:<id>:deposit`` /
 ``:fee``); the refund is recorded as a ``models.payments.Refund``, less recorded deductions.
+
+Concurrency: a child row that changes or depends on the renovation's money or state (deduction,
+extension, inspection, rectification order) takes the renovation's row lock in its own flush hooks
+(every path: API, screens, workflow, jobs) and checks the renovation as committed; the moves that
+read those children (refund, acceptance, completion, cancel) take the same lock first
+(``lock_renovation``). Lock order: renovation, then unit, then bills (as payments do).
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    event,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.i18n import T
 from models.base import AuditedModel, UTCDateTime
-from models.errors import FieldErrors
+from models.errors import Conflict, FieldErrors
 from models.validators import check_phone
 
 MONEY = Numeric(14, 2)
@@ -181,6 +188,27 @@ class RenovationInspection(AuditedModel):
     renovation = relationship("Renovation", back_populates="inspections", lazy="select")
     inspector = relationship("User", foreign_keys=[inspector_id], lazy="select")
 
+    # --- hooks run on every write path (models/base.py) ----------------------------------
+    def before_insert(self, session: Session) -> None:
+        # Under the renovation's lock: never an inspection (nor the order a violation opens) on
+        # works accepted or refunded meanwhile; the acceptance takes the same lock.
+        renovation = lock_renovation(session, _parent_id(self))
+        check_inspectable(renovation)
+        self.findings = _text(self.findings, "findings", 4000, required=True)
+        self.violation = bool(self.violation)
+        if self.inspected_at is None:
+            from models.base import utcnow
+
+            self.inspected_at = utcnow()
+        if renovation.status == "active":
+            _next_inspection_moves_on(session, renovation)
+
+    def after_insert(self, session: Session) -> None:
+        # In the same transaction (flushed before the commit): a violation's rectification order.
+        if self.violation:
+            renovation = session.get(Renovation, self.renovation_id)
+            open_rectification(session, renovation, self.findings, inspection=self, now=self.inspected_at, flush=False)
+
 
 class RectificationOrder(AuditedModel):
     """整改通知: what must be put right by when; late ones escalate like tickets."""
@@ -201,6 +229,21 @@ class RectificationOrder(AuditedModel):
 
     __table_args__ = (Index("ix_rectification_next_due", "next_due_at"),)
 
+    def before_insert(self, session: Session) -> None:
+        # An open order stops the acceptance, which counts them under the same lock.
+        check_inspectable(lock_renovation(session, _parent_id(self)))
+        self.description = _text(self.description, "description", 4000, required=True)
+        if self.deadline is None:
+            from models.base import utcnow
+
+            self.deadline = utcnow() + dt.timedelta(days=int(_cfg("RECTIFICATION_DAYS", 3)))
+        if self.status == "open" and not self.steps_done and self.next_due_at is None:
+            self.next_due_at = self.deadline
+
+    def before_update(self, session: Session) -> None:
+        if _parent_changed(self):  # moved to another renovation: the same rule as a new order
+            check_inspectable(lock_renovation(session, _parent_id(self)))
+
 
 class RenovationExtension(AuditedModel):
     """A request to extend the planned end date; approved or rejected."""
@@ -216,6 +259,16 @@ class RenovationExtension(AuditedModel):
 
     renovation = relationship("Renovation", lazy="select")
 
+    def before_insert(self, session: Session) -> None:
+        # Under the renovation's lock: two requests at once cannot both find "none pending".
+        renovation = lock_renovation(session, _parent_id(self))
+        if self.status == "requested":
+            self.new_end, self.reason = check_extension(session, renovation, self.new_end, self.reason)
+
+    def before_update(self, session: Session) -> None:
+        if _parent_changed(self):
+            raise _err("renovation", "延期申请不能改到其他装修", "An extension cannot move to another renovation")
+
 
 class DepositDeduction(AuditedModel):
     """A recorded deduction from the deposit (damage to common areas, unrectified violations)."""
@@ -230,6 +283,21 @@ class DepositDeduction(AuditedModel):
 
     __table_args__ = (CheckConstraint("amount > 0", name="ck_deposit_deduction_amount"),)
 
+    # Every write of a deduction changes the refund: it takes the renovation's lock and finds the
+    # renovation still taking deductions, or it is refused. The refund takes the same lock before
+    # it sums the deductions, so a deduction is either counted by the refund or refused.
+    def before_insert(self, session: Session) -> None:
+        renovation = lock_renovation(session, _parent_id(self))
+        self.amount, self.reason = check_deduction(renovation, self.amount, self.reason)
+
+    def before_update(self, session: Session) -> None:
+        for renovation_id in sorted({_parent_id(self), *_old_parent_ids(self)}):
+            renovation = lock_renovation(session, renovation_id)
+            self.amount, self.reason = check_deduction(renovation, self.amount, self.reason)
+
+    def before_delete(self, session: Session) -> None:
+        check_deduction(lock_renovation(session, self.renovation_id), self.amount, self.reason)
+
 
 # --- the workflow ------------------------------------------------------------------------------
 # Shared by the screens, the API and the jobs. They flush but never commit (the caller commits);
@@ -237,6 +305,7 @@ class DepositDeduction(AuditedModel):
 LIVE_STATUSES = ("approved", "active", "completed", "failed")  # a unit has at most one of these
 WORKING_STATUSES = ("active", "completed", "failed")  # inspections, deductions
 CENT = Decimal("0.01")
+DELETE_GUARDED = (DepositDeduction,)
 
 
 def _cfg(name: str, default):
@@ -255,6 +324,110 @@ def local_today(now: dt.datetime | None = None) -> dt.date:
 
 def _err(field: str, zh: str, en: str) -> FieldErrors:
     return FieldErrors({field: [str(T(zh, en))]})
+
+
+MSG_STALE = T(
+    "该装修申请已被他人修改，请刷新后再办理（本次操作未保存）",
+    "Someone else changed this renovation; reload it and try again (nothing was saved)",
+)
+
+
+# --- locks: a child that changes or depends on its renovation's money or state -----------------
+def lock_row(session, model, pk) -> None:
+    """Lock one row until the transaction ends. PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has
+    no row locks: a no-op UPDATE of the row takes the database's write lock instead (SQLite admits
+    one writer at a time, held to the commit), so what is read after it, and the write that
+    follows, happen in one write transaction that no other writer can interleave with."""
+    from sqlalchemy import select, update
+
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(table.c.id).where(table.c.id == pk).with_for_update())
+    else:
+        session.execute(update(table).where(table.c.id == pk).values(id=table.c.id))
+
+
+def lock_renovation(session, renovation_id) -> Renovation:
+    """Take the renovation's lock and return it as now committed (read again after the lock),
+    unless this transaction has changed it itself. Every write of a child that changes or depends
+    on the renovation's money or state (deduction, extension, inspection, rectification order)
+    and every move that reads those children (acceptance, completion, refund, cancel) takes it
+    first: they happen one after the other, each seeing what the one before it committed."""
+    if renovation_id is None:
+        raise _err("renovation", "请选择装修", "Choose the renovation")
+    renovation = lock_and_read(session, Renovation, renovation_id)
+    if renovation is None:
+        raise _err("renovation", "没有这个装修申请", "No such renovation")
+    return renovation
+
+
+def lock_and_read(session, model, pk):
+    """``lock_row``, then the row as now committed: loaded, or read again when the session holds
+    an older copy, unless this transaction has changed it itself (its own changes stand)."""
+    from sqlalchemy import inspect as sa_inspect
+
+    lock_row(session, model, pk)
+    mine = session.identity_map.get(session.identity_key(model, pk))
+    if mine is None:
+        return session.get(model, pk)
+    if mine not in session.new and not session.is_modified(mine, include_collections=False):
+        # Columns only: a child just appended to one of its collections (a backref) stays
+        # pending, and the object stays as the flush in progress found it.
+        session.refresh(mine, attribute_names=[c.key for c in sa_inspect(model).column_attrs])
+    return mine
+
+
+def _lock_for_move(session, renovation: Renovation) -> None:
+    """A move of the renovation itself: its lock, and the version the caller read must still be
+    the committed one (a move decided on a stale read is a Conflict, not an overwrite)."""
+    read = renovation.version
+    current = lock_renovation(session, renovation.id)
+    if current.version != read:
+        raise Conflict(str(MSG_STALE), current_version=current.version)
+
+
+def _parent_id(child) -> int | None:
+    """The renovation a child row points to: the relation when a form or schema set it (the key
+    follows only later in the flush), else the key."""
+    from sqlalchemy import inspect as sa_inspect
+
+    if sa_inspect(child).attrs["renovation"].history.has_changes() or child.renovation_id is None:
+        return child.renovation.id if child.renovation is not None else None
+    return child.renovation_id
+
+
+def _old_parent_ids(child) -> set[int]:
+    from sqlalchemy import inspect as sa_inspect
+
+    attrs = sa_inspect(child).attrs
+    old = {r.id for r in attrs["renovation"].history.deleted if r is not None}
+    old |= {rid for rid in attrs["renovation_id"].history.deleted if rid is not None}
+    return old
+
+
+def _parent_changed(child) -> bool:
+    return bool(_old_parent_ids(child) - {_parent_id(child)})
+
+
+def _next_inspection_moves_on(session, renovation: Renovation, now=None) -> None:
+    """Bookkeeping, not a person's edit of the renovation: no version bump, so an inspection never
+    makes someone's open renovation form (or move) conflict."""
+    from sqlalchemy import update
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    day = local_today(now) + dt.timedelta(days=int(_cfg("RENOVATION_INSPECTION_DAYS", 3)))
+    session.execute(
+        update(Renovation.__table__).where(Renovation.__table__.c.id == renovation.id).values(next_inspection_on=day)
+    )
+    set_committed_value(renovation, "next_inspection_on", day)
+
+
+# Deleting a row runs no hook in models/base.py: the children that guard money get theirs here.
+@event.listens_for(Session, "before_flush")
+def _before_delete_hooks(session, flush_context, instances) -> None:
+    for obj in list(session.deleted):
+        if isinstance(obj, DELETE_GUARDED):
+            obj.before_delete(session)
 
 
 def _status_label(status: str, lang: str) -> str:
@@ -366,15 +539,23 @@ def fee_items(session) -> tuple:
     return tuple(found)
 
 
-def renovation_bills(session, renovation: Renovation) -> dict:
-    """'deposit' / 'fee' -> the bill line posted for it (if any)."""
+def renovation_bills(session, renovation: Renovation, *, lock: bool = False) -> dict:
+    """'deposit' / 'fee' -> the bill line posted for it (if any). ``lock``: a move that decides
+    on what was paid takes the unit's lock and the bills' (the order payments take them in,
+    models/payments.py), so a payment or a void cannot change them under it."""
     from sqlalchemy import select
 
     from models.fees import Bill
 
-    rows = session.execute(
-        select(Bill).where(Bill.unit_id == renovation.unit_id, Bill.source.startswith(f"renovation:{renovation.id}:"))
-    ).scalars()
+    stmt = select(Bill).where(
+        Bill.unit_id == renovation.unit_id, Bill.source.startswith(f"renovation:{renovation.id}:")
+    )
+    if lock:
+        from models.archives import Unit
+
+        lock_row(session, Unit, renovation.unit_id)
+        stmt = stmt.order_by(Bill.id).with_for_update().execution_options(populate_existing=True)
+    rows = session.execute(stmt).scalars()
     return {b.source.rsplit(":", 1)[1]: b for b in rows}
 
 
@@ -409,6 +590,11 @@ def approve(session, renovation: Renovation, *, user_id: int | None = None, note
     now = now or utcnow()
     require_move(renovation, "approved")
     renovation.check()
+    _lock_for_move(session, renovation)
+    # One live renovation per unit: two approvals on one unit wait for each other here.
+    from models.archives import Unit
+
+    lock_row(session, Unit, renovation.unit_id)
     other = session.execute(
         select(Renovation.number).where(
             Renovation.unit_id == renovation.unit_id,
@@ -432,6 +618,7 @@ def reject(session, renovation: Renovation, reason, *, user_id: int | None = Non
 
     reason = _text(reason, "reason", 2000, required=True)
     require_move(renovation, "rejected")
+    _lock_for_move(session, renovation)
     renovation.status = "rejected"
     renovation.decision_note = reason
     renovation.decided_at = now or utcnow()
@@ -452,6 +639,7 @@ def _open_rectifications(session, renovation: Renovation, statuses=("open",)) ->
 def start(session, renovation: Renovation, *, now=None) -> None:
     """The works begin: the unit is 'renovating' while they last; inspections fall due."""
     require_move(renovation, "active")
+    _lock_for_move(session, renovation)  # the renovation before the unit, as every move here
     unit = renovation.unit
     if unit.status != "renovating":
         renovation.unit_status_before = unit.status
@@ -464,6 +652,7 @@ def start(session, renovation: Renovation, *, now=None) -> None:
 def complete(session, renovation: Renovation, *, now=None) -> None:
     """The contractor reports the works done (again, after a failed acceptance and rectification)."""
     require_move(renovation, "completed")
+    _lock_for_move(session, renovation)  # no rectification order is opened while counting
     if _open_rectifications(session, renovation):
         raise _err(
             "status",
@@ -489,6 +678,7 @@ def accept(session, renovation: Renovation, passed: bool, note=None, *, now=None
     now = now or utcnow()
     if passed:
         require_move(renovation, "accepted")
+        _lock_for_move(session, renovation)  # no inspection or order is added while counting
         if _open_rectifications(session, renovation, ("open", "done")):
             raise _err(
                 "status",
@@ -503,6 +693,7 @@ def accept(session, renovation: Renovation, passed: bool, note=None, *, now=None
         return None
     require_move(renovation, "failed")
     note = _text(note, "acceptance_note", 2000, required=True)
+    _lock_for_move(session, renovation)
     renovation.status = "failed"
     renovation.acceptance_note = note
     order = open_rectification(session, renovation, note, now=now)
@@ -515,7 +706,8 @@ def cancel(session, renovation: Renovation, reason) -> None:
     fee lines are voided; money already paid is refused here (refund it first)."""
     reason = _text(reason, "reason", 2000, required=True)
     require_move(renovation, "cancelled")
-    bills = renovation_bills(session, renovation)
+    _lock_for_move(session, renovation)
+    bills = renovation_bills(session, renovation, lock=True)  # no payment lands while voiding
     if any(Decimal(b.paid_amount) > 0 for b in bills.values()):
         raise _err(
             "status",
@@ -529,7 +721,11 @@ def cancel(session, renovation: Renovation, reason) -> None:
     session.flush()
 
 
-def open_rectification(session, renovation: Renovation, description: str, *, inspection=None, now=None):
+def open_rectification(
+    session, renovation: Renovation, description: str, *, inspection=None, now=None, flush: bool = True
+):
+    """A rectification order with its deadline; ``flush=False`` from a flush hook (the commit
+    flushes it, with its own hooks, in the same transaction)."""
     from models.base import utcnow
 
     now = now or utcnow()
@@ -544,7 +740,8 @@ def open_rectification(session, renovation: Renovation, description: str, *, ins
         next_due_at=deadline,
     )
     session.add(order)
-    session.flush()
+    if flush:
+        session.flush()
     return order
 
 
@@ -557,20 +754,11 @@ def check_inspectable(renovation: Renovation) -> None:
         )
 
 
-def after_inspection(session, renovation: Renovation, inspection: RenovationInspection, *, now=None) -> None:
-    """A violation opens a rectification order; the next inspection falls due N days on."""
-    if inspection.violation:
-        open_rectification(session, renovation, inspection.findings, inspection=inspection, now=now)
-    if renovation.status == "active":
-        days = int(_cfg("RENOVATION_INSPECTION_DAYS", 3))
-        renovation.next_inspection_on = local_today(now) + dt.timedelta(days=days)
-    session.flush()
-
-
 def record_inspection(
     session, renovation: Renovation, findings, *, violation: bool = False, photos=(), inspector_id=None, now=None
 ) -> RenovationInspection:
-    """An inspection during the works; a violation opens a rectification order."""
+    """An inspection during the works; a violation opens a rectification order and the next
+    inspection falls due N days on (the inspection's hooks, whatever the path)."""
     from models.base import utcnow
 
     now = now or utcnow()
@@ -586,7 +774,6 @@ def record_inspection(
     )
     session.add(inspection)
     session.flush()
-    after_inspection(session, renovation, inspection, now=now)
     return inspection
 
 
@@ -644,8 +831,8 @@ def decide_extension(session, ext: RenovationExtension, approved: bool, note=Non
 
     if ext.status != "requested":
         raise _err("status", "该延期申请已审批", "This extension request has already been decided")
-    renovation = ext.renovation
     note = _text(note, "decision_note", 2000, required=not approved)
+    renovation = lock_renovation(session, ext.renovation_id)  # decided on its current state
     if approved:
         if renovation.status not in ("approved", "active"):
             raise _err(
@@ -709,9 +896,10 @@ def refund_deposit(session, renovation: Renovation, *, method: str = "bank_trans
     from models.payments import PAYMENT_METHODS, PaymentAllocation, Refund
 
     now = now or utcnow()
-    # Serialise refunds of one renovation; the status check after the lock sees a finished one.
-    session.execute(select(Renovation.id).where(Renovation.id == renovation.id).with_for_update())
-    session.refresh(renovation)
+    # The renovation's lock before the deductions are summed: a deduction is either committed
+    # before (and counted) or waits and finds the deposit refunded (refused). A second refund
+    # decided on the same read is a Conflict.
+    _lock_for_move(session, renovation)
     if renovation.refund_id is not None or renovation.deposit_refunded is not None:
         raise _err("status", "押金已退还，不能重复退款", "The deposit has already been refunded")
     require_move(renovation, "refunded")
@@ -720,7 +908,7 @@ def refund_deposit(session, renovation: Renovation, *, method: str = "bank_trans
     amount = refund_amount(session, renovation)
     payment_id = None
     if Decimal(renovation.deposit or 0) > 0:
-        bill = renovation_bills(session, renovation).get("deposit")
+        bill = renovation_bills(session, renovation, lock=True).get("deposit")  # no void meanwhile
         if bill is None or bill.status != "paid":
             raise _err("status", "押金尚未缴清，不能退还", "The deposit has not been paid in full: nothing to refund")
         payment_id = session.execute(

@@ -43,7 +43,6 @@ from models.renovation import (
     RenovationExtension,
     RenovationInspection,
     accept,
-    after_inspection,
     approve,
     cancel,
     check_deduction,
@@ -308,11 +307,8 @@ class InspectionRules:
         item.inspector_id = _user_id()
         item.photos = []  # photos come with the renovation page's form (uploaded files)
         item.violation = bool(item.violation)
-
-    def post_add(self, item):
-        session = self.datamodel.session
-        after_inspection(session, _renovation_of(session, item), item)
-        session.commit()
+        # The rectification order of a violation and the next due date come with the
+        # inspection's own hooks, in its transaction (models/renovation.py).
 
     def pre_update(self, item):
         raise _err(
