@@ -254,11 +254,89 @@ class ServiceOrder(AuditedModel):
 
     def before_insert(self, session: Session) -> None:
         self._sync_assignee()
+        # The parents first, then the number: an order from a subscription or a ticket depends
+        # on their state, read again under their lock (see _check_parents).
+        self._check_parents(session)
         if not self.number:
             self.number = next_order_number(session)
 
     def before_update(self, session: Session) -> None:
         self._sync_assignee()
+        self._money_is_settled()
+
+    # Set when charged; then the bill line (and the receipt) carry them: never changed after.
+    SETTLED = ("amount", "quantity", "materials_amount", "quoted_price", "charge_mode", "bill_id", "payment_id")
+
+    def _money_is_settled(self) -> None:
+        """A charged order's money is on the unit's bills: whatever the path, it stays as charged."""
+        state = sa_inspect(self)
+        before = state.attrs["status"].history.deleted or [self.status]
+        if before[0] not in ("charged", "rated"):
+            return
+        changed = [f for f in (*self.SETTLED, "unit_id", "item_id") if state.attrs[f].history.deleted]
+        changed += [f for f in ("unit", "item") if state.attrs[f].history.deleted]
+        if changed:
+            msg = str(T("已收费的服务单，金额与收费信息不能修改", "The order is charged: its money cannot change"))
+            raise FieldErrors({f: [msg] for f in changed})
+
+    def _check_parents(self, session: Session) -> None:
+        """Lock, read again and check the rows this order depends on. A subscription's order
+        (the periodic job) is refused once the subscription is inactive or over, so an order never
+        appears after its subscription was stopped. An order from a ticket is refused unless the
+        ticket is an owner-paid repair without a live order for the same service, so two requests
+        at once make one order. PostgreSQL row locks; SQLite: see ``lock_row``."""
+        from models.renovation import lock_and_read
+
+        if self.subscription_id is not None:
+            sub = lock_and_read(session, ServiceSubscription, self.subscription_id)
+            if sub is None or not sub.active:
+                raise FieldErrors(
+                    {"subscription": [str(T("定期服务已停用，不再生成服务单", "The periodic service is stopped"))]}
+                )
+            if sub.until is not None and self.requested_start >= sub.until:
+                raise FieldErrors(
+                    {"subscription": [str(T("已超过定期服务的截止时间", "After the end of the periodic service"))]}
+                )
+        if self.ticket_id is not None:
+            from models.desk import Ticket
+
+            ticket = lock_and_read(session, Ticket, self.ticket_id)
+            if ticket is None or ticket.archived_at is not None:
+                raise FieldErrors({"ticket": [str(T("没有这个求助单", "No such ticket"))]})
+            if ticket.responsibility != "owner_paid":
+                raise FieldErrors(
+                    {
+                        "ticket": [
+                            str(
+                                T(
+                                    "只有维修责任为“业主自费”的求助单才转为有偿服务单",
+                                    "Only a ticket whose repair responsibility is owner-paid becomes a paid service order",
+                                )
+                            )
+                        ]
+                    }
+                )
+            live = session.execute(
+                select(ServiceOrder.number).where(
+                    ServiceOrder.ticket_id == self.ticket_id,
+                    ServiceOrder.item_id == self.item_id,
+                    ServiceOrder.status != "cancelled",
+                    ServiceOrder.id != (self.id or 0),
+                )
+            ).scalar()
+            if live:
+                raise FieldErrors(
+                    {
+                        "ticket": [
+                            str(
+                                T(
+                                    f"该求助单已有此项服务单 {live}",
+                                    f"The ticket already has order {live} for this service",
+                                )
+                            )
+                        ]
+                    }
+                )
 
     def double_booking(self) -> ServiceOrder | None:
         """Another live order of the same assignee whose slot overlaps this one."""
