@@ -11,7 +11,14 @@
   ``INSERT ... SELECT ... ON CONFLICT (unit_id, item_id, period, source) DO NOTHING``, amounts
   computed in SQL with the same rounding as ``models.fees.round_money`` (a test compares them
   with ``line_amount()``); on SQLite computes the lines in Python with ``line_amount()``;
-- fills the run's counts and totals and marks it done.
+- gives every line its issue date (the run's local date) and a due date no earlier than that plus
+  the item's payment term (``models.fees.due_date_for``);
+- uses the prepaid balances of the estate's units for their unpaid bills
+  (``models.payments.apply_prepaid_balances``: per unit, under the unit's row lock, exactly as a
+  payment's allocation), in the same transaction, so a bill covered by money paid in advance is
+  never left open, in arrears, late-feed or dunned;
+- fills the run's counts and totals, says why when it billed nothing (``explanation``), and marks
+  it done.
 
 A worker killed halfway rolls back everything, the run row included (or leaves the screen's
 committed 'running' row, which the redelivered task, given that ``run_id``, completes). A rerun
@@ -39,15 +46,19 @@ from models.archives import Estate, Ownership, Unit
 from models.base import ChangeLog, current_actor_id, utcnow
 from models.errors import FieldErrors
 from models.fees import (
+    BASES,
     Bill,
     BillingRun,
     FeeItem,
     FeeStandard,
     MeterReading,
+    due_date_for,
     fee_standard_estate,
     line_amount,
+    local_today,
     month_bounds,
 )
+from models.payments import apply_prepaid_balances
 
 MONTHLY_BASES = ("per_area_month", "per_unit_month", "per_quantity")
 LOCK_NAMESPACE = "desk.billing:"
@@ -117,14 +128,14 @@ def _insert_sql(standard: FeeStandard) -> str:
 WITH ins AS (
   INSERT INTO bill (estate_id, unit_id, owner_id, billed_to_developer, item_id, standard_id, period, source,
                     quantity, unit_price, billed_days, amount, paid_amount, late_fee, late_fee_waived,
-                    due_date, status, disputed, run_id,
+                    issued_on, due_date, status, disputed, run_id,
                     version, created_at, changed_at, created_by_id, changed_by_id)
   SELECT u.estate_id, u.id,
          CASE WHEN u.status = 'unsold' THEN NULL ELSE o.owner_id END,
          u.status = 'unsold',
          :item_id, :standard_id, :period, '',
          {qty}, CAST(:price AS numeric), {days}, {amount}, 0, 0, 0,
-         :due_date, 'open', false, :run_id,
+         :issued_on, :due_date, 'open', false, :run_id,
          1, :now, :now, :uid, :uid
   FROM unit u
   {meter}
@@ -146,8 +157,11 @@ SELECT count(*), coalesce(sum(amount), 0) FROM ins
 """
 
 
-def _params(standard: FeeStandard, estate_id: int, period: str, run_id: int, uid: int, now) -> dict:
+def _params(
+    standard: FeeStandard, estate_id: int, period: str, run_id: int, uid: int, now, today: dt.date | None = None
+) -> dict:
     first, nxt = month_bounds(period)
+    issued_on = today or local_today(now)
     return {
         "item_id": standard.item_id,
         "standard_id": standard.id,
@@ -156,7 +170,8 @@ def _params(standard: FeeStandard, estate_id: int, period: str, run_id: int, uid
         "first": first,
         "next": nxt,
         "month_days": (nxt - first).days,
-        "due_date": first + dt.timedelta(days=standard.item.due_days),
+        "issued_on": issued_on,
+        "due_date": due_date_for(standard.item, issued_on, period),
         "run_id": run_id,
         "now": now,
         "uid": uid,
@@ -165,8 +180,8 @@ def _params(standard: FeeStandard, estate_id: int, period: str, run_id: int, uid
     }
 
 
-def _bill_standard_sql(session, standard, estate_id, period, run_id, uid, now) -> tuple[int, Decimal]:
-    params = _params(standard, estate_id, period, run_id, uid, now)
+def _bill_standard_sql(session, standard, estate_id, period, run_id, uid, now, today) -> tuple[int, Decimal]:
+    params = _params(standard, estate_id, period, run_id, uid, now, today)
     n, total = session.execute(text(_insert_sql(standard)), params).one()
     return int(n), Decimal(total)
 
@@ -187,10 +202,11 @@ def _current_owners(session, unit_ids: list[int], first: dt.date, nxt: dt.date) 
     return {k: v[1] for k, v in owners.items()}
 
 
-def bill_lines_python(session, standard, estate_id, period) -> list[dict]:
+def bill_lines_python(session, standard, estate_id, period, today: dt.date | None = None) -> list[dict]:
     """The lines of one standard computed with ``line_amount()`` (the SQLite path, and the
-    reference the SQL path is tested against)."""
+    reference the SQL path is tested against). ``today``: the issue date (default: local today)."""
     first, nxt = month_bounds(period)
+    issued_on = today or local_today()
     q = select(Unit.id, Unit.gross_area, Unit.status, Unit.handover_date).where(
         Unit.estate_id == estate_id,
         Unit.use.in_(list(standard.unit_uses)),
@@ -211,7 +227,7 @@ def bill_lines_python(session, standard, estate_id, period) -> list[dict]:
             ).all()
         )
     owners = _current_owners(session, [u.id for u in units], first, nxt) if units else {}
-    due = first + dt.timedelta(days=standard.item.due_days)
+    due = due_date_for(standard.item, issued_on, period)
     lines = []
     for u in units:
         if standard.basis == "per_quantity" and u.id not in quantities:
@@ -240,19 +256,20 @@ def bill_lines_python(session, standard, estate_id, period) -> list[dict]:
                 "unit_price": Decimal(standard.unit_price),
                 "billed_days": days,
                 "amount": amount,
+                "issued_on": issued_on,
                 "due_date": due,
             }
         )
     return lines
 
 
-def _bill_standard_python(session, standard, estate_id, period, run_id, uid, now) -> tuple[int, Decimal]:
+def _bill_standard_python(session, standard, estate_id, period, run_id, uid, now, today) -> tuple[int, Decimal]:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     stamp = {"version": 1, "created_at": now, "changed_at": now, "created_by_id": uid, "changed_by_id": uid}
     defaults = {"paid_amount": Decimal(0), "late_fee": Decimal(0), "late_fee_waived": Decimal(0), "status": "open"}
     n, total = 0, Decimal(0)
-    for line in bill_lines_python(session, standard, estate_id, period):
+    for line in bill_lines_python(session, standard, estate_id, period, today):
         row = {**line, **defaults, **stamp, "disputed": False, "run_id": run_id}
         stmt = (
             sqlite_insert(Bill)
@@ -265,8 +282,11 @@ def _bill_standard_python(session, standard, estate_id, period, run_id, uid, now
     return n, total
 
 
-def run_billing(estate_id: int, period: str, started_by: str, run_id: int | None = None) -> dict:
-    """Bill one estate for one period; returns the run's summary. See the module docstring."""
+def run_billing(
+    estate_id: int, period: str, started_by: str, run_id: int | None = None, today: dt.date | None = None
+) -> dict:
+    """Bill one estate for one period; returns the run's summary. See the module docstring.
+    ``today``: the issue date of the lines (default: the local date now)."""
     session = db.session
     month_bounds(period)  # a FieldErrors on a bad period, before anything is written
     if session.get(Estate, estate_id) is None:
@@ -289,6 +309,7 @@ def run_billing(estate_id: int, period: str, started_by: str, run_id: int | None
             run.status, run.error = "running", None
         session.flush()
         now = utcnow()
+        today = today or local_today(now)
         uid = current_actor_id(session)
         # Any other 'running' run of this estate and period is dead (we hold its lock).
         session.execute(
@@ -311,10 +332,15 @@ def run_billing(estate_id: int, period: str, started_by: str, run_id: int | None
         )
         created, amount = 0, Decimal(0)
         bill_one = _bill_standard_sql if postgres else _bill_standard_python
-        for standard in applicable_standards(session, estate_id, period):
-            n, total = bill_one(session, standard, estate_id, period, run.id, uid, now)
+        standards = applicable_standards(session, estate_id, period)
+        made: dict[int, int] = {}
+        for standard in standards:
+            n, total = bill_one(session, standard, estate_id, period, run.id, uid, now, today)
+            made[standard.id] = n
             created += n
             amount += total
+        # Money paid in advance meets the new bills (and any other unpaid one of these units).
+        run.prepaid_applied = apply_prepaid_balances(session, estate_id=estate_id)
         lines_total, amount_total = session.execute(
             select(func.count(), func.coalesce(func.sum(Bill.amount), 0)).where(
                 Bill.estate_id == estate_id, Bill.period == period, Bill.source == ""
@@ -322,6 +348,7 @@ def run_billing(estate_id: int, period: str, started_by: str, run_id: int | None
         ).one()
         run.lines_created, run.amount_created = created, amount
         run.lines_total, run.amount_total = int(lines_total), Decimal(amount_total)
+        run.explanation = explain(session, estate_id, period, standards, made, int(lines_total)) or None
         run.status, run.finished_at = "done", utcnow()
         if created:
             session.execute(
@@ -344,6 +371,112 @@ def run_billing(estate_id: int, period: str, started_by: str, run_id: int | None
         raise
 
 
+# --- why a run billed nothing -------------------------------------------------------------
+def _both(zh: str, en: str) -> str:
+    """A stored explanation is read in either language: both, as other stored job notes."""
+    return f"{zh} / {en}"
+
+
+def explain(session, estate_id: int, period: str, standards: list, made: dict[int, int], lines_total: int) -> str:
+    """Why this run created no line (or, per standard, why a standard in force created none):
+    no approved standard in force (drafts waiting for approval, approved ones with no estate or
+    outside the period, inactive items), no unit of the standard's uses, units handed over after
+    the period, unsold units not billed, no meter readings, or everything already billed."""
+    from models.archives import Unit
+
+    first, nxt = month_bounds(period)
+    last = nxt - dt.timedelta(days=1)
+    reasons: list[str] = []
+    if not standards:
+        reasons.append(
+            _both(
+                f"本小区在 {period} 没有生效的已批准月度收费标准，未出账",
+                f"No approved monthly fee standard of this estate is in force in {period}: nothing billed",
+            )
+        )
+        rows = session.execute(
+            select(FeeStandard, FeeItem.name, FeeItem.active)
+            .join(FeeItem, FeeItem.id == FeeStandard.item_id)
+            .outerjoin(fee_standard_estate, fee_standard_estate.c.fee_standard_id == FeeStandard.id)
+            .where((fee_standard_estate.c.estate_id == estate_id) | (fee_standard_estate.c.estate_id.is_(None)))
+            .order_by(FeeStandard.item_id, FeeStandard.revision)
+        ).all()
+        for std, item, active in rows:
+            label = f"{item} v{std.revision}"
+            if not std.estates:
+                reasons.append(
+                    _both(f"{label}：未选择适用小区", f"{label}: no estate chosen")
+                    if std.status == "approved"
+                    else _both(f"{label}：未选择适用小区，且尚未批准", f"{label}: no estate and not approved")
+                )
+            elif std.status in ("draft", "declared", "rejected"):
+                reasons.append(_both(f"{label}：尚未批准（{std.status}）", f"{label}: not approved ({std.status})"))
+            elif std.status == "approved" and (std.effective_from > last or (std.effective_to or last) < first):
+                span = f"{std.effective_from} ~ {std.effective_to or ''}"
+                reasons.append(
+                    _both(f"{label}：生效期 {span} 不含本账期", f"{label}: in force {span}, not in {period}")
+                )
+            elif std.status == "approved" and not active:
+                reasons.append(_both(f"{label}：收费项目已停用", f"{label}: the fee item is inactive"))
+            elif std.status == "approved" and std.basis not in MONTHLY_BASES:
+                basis = BASES[std.basis]
+                reasons.append(
+                    _both(f"{label}：{basis.zh}，不参与月度计费", f"{label}: {basis.en}, not billed monthly")
+                )
+        return "\n".join(reasons)
+    for std in standards:
+        if made.get(std.id):
+            continue
+        label = f"{std.item.name} v{std.revision}"
+        already = session.execute(
+            select(func.count()).where(
+                Bill.estate_id == estate_id, Bill.period == period, Bill.item_id == std.item_id, Bill.source == ""
+            )
+        ).scalar()
+        if already:
+            continue
+        in_scope = select(func.count()).where(Unit.estate_id == estate_id, Unit.use.in_(list(std.unit_uses)))
+        units = session.execute(in_scope).scalar()
+        if not units:
+            reasons.append(
+                _both(
+                    f"{label}：本小区没有适用用途（{'、'.join(std.unit_uses)}）的房屋",
+                    f"{label}: no unit of its uses ({', '.join(std.unit_uses)}) in this estate",
+                )
+            )
+            continue
+        handed = session.execute(in_scope.where((Unit.handover_date.is_(None)) | (Unit.handover_date < nxt))).scalar()
+        if not handed:
+            reasons.append(
+                _both(f"{label}：适用房屋均在本账期之后交付", f"{label}: every unit is handed over after {period}")
+            )
+            continue
+        if not std.bill_unsold_to_developer:
+            sold = session.execute(
+                in_scope.where((Unit.handover_date.is_(None)) | (Unit.handover_date < nxt), Unit.status != "unsold")
+            ).scalar()
+            if not sold:
+                reasons.append(
+                    _both(
+                        f"{label}：适用房屋均未售，此标准不向开发商计费",
+                        f"{label}: every unit is unsold and not billed",
+                    )
+                )
+                continue
+        if std.basis == "per_quantity":
+            reasons.append(_both(f"{label}：本账期没有抄表记录", f"{label}: no meter readings for {period}"))
+            continue
+        reasons.append(_both(f"{label}：没有可出账的房屋", f"{label}: no unit to bill"))
+    if not reasons and not any(made.values()) and lines_total:
+        reasons.append(
+            _both(
+                f"本账期已出账 {lines_total} 行，本次无新增（重复计费不会重复出账）",
+                f"{period} already has {lines_total} lines: nothing new (a rerun never bills twice)",
+            )
+        )
+    return "\n".join(reasons)
+
+
 def summary(run: BillingRun) -> dict:
     return {
         "run_id": run.id,
@@ -354,6 +487,8 @@ def summary(run: BillingRun) -> dict:
         "amount_created": str(run.amount_created),
         "lines_total": run.lines_total,
         "amount_total": str(run.amount_total),
+        "prepaid_applied": str(run.prepaid_applied),
+        "explanation": run.explanation,
     }
 
 

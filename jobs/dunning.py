@@ -7,6 +7,9 @@ not have yet for this cycle (a unit first seen 130 days late gets the final noti
 letters at once). Paying the oldest bill moves the cycle on, and a later arrear starts again at
 the reminder.
 
+Prepaid balances are used for unpaid bills first (``apply_prepaid_balances``): a unit whose money
+paid in advance covers its bills is not dunned, whatever path made the bills.
+
 Idempotent: one ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO NOTHING`` on the unique key
 (unit, stage, cycle); a rerun adds nothing. Units whose only arrears are disputed bills get none.
 
@@ -35,7 +38,7 @@ from models.arrears import UNPAID, outstanding_expr
 from models.base import current_actor_id, utcnow
 from models.desk import claim_notifications, supervisors_on_duty, users_with_role
 from models.fees import Bill, FeeItem
-from models.payments import DUNNING_STAGES, DunningNotice, amount_in_words
+from models.payments import DUNNING_STAGES, DunningNotice, amount_in_words, apply_prepaid_balances
 
 STAGE_ORDER = ("reminder", "formal", "final")
 
@@ -253,6 +256,7 @@ def _notify(session, made: list[tuple[int, int, str]], today: dt.date) -> int:
 def run_dunning(today: dt.date | None = None, estate_id: int | None = None) -> dict:
     session = db.session
     today = today or local_today()
+    apply_prepaid_balances(session, estate_id=estate_id, commit_every=200)
     made = _insert_notices(session, today, estate_id)
     _write_letters(session, [m[0] for m in made])
     notifications = _notify(session, made, today)

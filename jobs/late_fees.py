@@ -13,6 +13,14 @@ never lowered by the job (``greatest(current, computed)``): paying the principal
 growing but does not erase what accrued before; only a Manager's waiver (with a reason, on the
 bill) reduces what is owed. Disputed bills get no late fee while disputed. Bills are not version-
 bumped (system bookkeeping, like the escalation sweep) but every change is in the change log.
+
+Before computing, prepaid balances are used for unpaid bills (``apply_prepaid_balances``): a bill
+that money paid in advance covers never accrues a late fee, whatever made it. Bills are locked in
+(unit, due date, id) order, the order payments lock a unit's bills in, so the job and a payment
+never wait on each other in a circle.
+
+The statement is built for the scope asked (all estates, or one), not with ``:estate_id IS NULL``:
+psycopg sends a None parameter untyped and PostgreSQL refuses to guess its type.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from sqlalchemy import insert, text
 
 from app.extensions import db
 from models.base import ChangeLog, current_actor_id, utcnow
+from models.payments import apply_prepaid_balances
 
 CENT = Decimal("0.01")
 
@@ -56,8 +65,7 @@ def late_fee_for(
     return max(Decimal(current), min(accrued, cap))
 
 
-_PG_UPDATE = text(
-    """
+_PG_UPDATE = """
 WITH calc AS (
     SELECT b.id, b.late_fee AS old_fee,
            GREATEST(b.late_fee, LEAST(
@@ -68,7 +76,8 @@ WITH calc AS (
     WHERE b.status IN ('open', 'partial') AND NOT b.disputed
       AND b.due_date + i.grace_days < CAST(:today AS date)
       AND i.late_daily_rate > 0
-      AND (:estate_id IS NULL OR b.estate_id = CAST(:estate_id AS bigint))
+      {scope}
+    ORDER BY b.unit_id, b.due_date, b.id
     FOR UPDATE OF b
 )
 UPDATE bill SET
@@ -82,17 +91,26 @@ FROM calc
 WHERE bill.id = calc.id AND calc.new_fee <> calc.old_fee
 RETURNING bill.id, calc.old_fee, bill.late_fee
 """
-)
+
+
+def _pg_update(estate_id: int | None):
+    """The statement for the scope: every estate, or one (a typed parameter, never a NULL test)."""
+    if estate_id is None:
+        return text(_PG_UPDATE.format(scope="")), {}
+    return text(_PG_UPDATE.format(scope="AND b.estate_id = CAST(:estate_id AS bigint)")), {"estate_id": int(estate_id)}
 
 
 def compute_late_fees(today: dt.date | None = None, estate_id: int | None = None) -> dict:
     """Set every due late fee as of ``today`` (local date); returns counts."""
     session = db.session
     today = today or local_today()
+    # Money paid in advance first (committed in chunks): what it covers owes no late fee.
+    prepaid = apply_prepaid_balances(session, estate_id=estate_id, commit_every=200)
     now = utcnow()
     uid = current_actor_id(session)
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_PG_UPDATE, {"today": today, "estate_id": estate_id, "now": now, "uid": uid}).all()
+        stmt, scope = _pg_update(estate_id)
+        rows = session.execute(stmt, {"today": today, "now": now, "uid": uid, **scope}).all()
     else:  # the embedded SQLite demo: the same rule, row by row, in Python
         rows = _python_update(session, today, estate_id, now, uid)
     if rows:
@@ -111,7 +129,7 @@ def compute_late_fees(today: dt.date | None = None, estate_id: int | None = None
             ],
         )
     session.commit()
-    return {"as_of": today.isoformat(), "changed": len(rows)}
+    return {"as_of": today.isoformat(), "changed": len(rows), "prepaid_applied": str(prepaid)}
 
 
 def _python_update(session, today, estate_id, now, uid):

@@ -85,7 +85,37 @@ BILL_STATUSES = {
     "paid": T("已缴清", "Paid"),
     "void": T("已作废", "Void"),
 }
+DEFAULT_PAYMENT_TERM_DAYS = 15
 RUN_STATUSES = {"running": T("进行中", "Running"), "done": T("完成", "Done"), "failed": T("失败", "Failed")}
+
+
+def local_today(now: dt.datetime | None = None) -> dt.date:
+    """Today in the display time zone (a bill is issued on a local date)."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app, has_app_context
+
+    zone = current_app.config.get("DISPLAY_TIMEZONE", "Asia/Shanghai") if has_app_context() else "Asia/Shanghai"
+    return (now or utcnow()).astimezone(ZoneInfo(zone)).date()
+
+
+def payment_term(item: FeeItem) -> int:
+    # An item added in the same flush has no column default yet.
+    term = item.payment_term_days
+    return DEFAULT_PAYMENT_TERM_DAYS if term is None else int(term)
+
+
+def due_date_for(item: FeeItem, issued_on: dt.date, period: str | None = None) -> dt.date:
+    """When a bill of ``item`` issued on ``issued_on`` is due: a monthly line on its period's due
+    day (period start + ``due_days``), but never before the issue date plus the payment term (a
+    month billed on the 29th is not due on the 16th); a one-off charge (no period) the issue date
+    plus the payment term. Every path that makes bills uses this (billing, one-off charges, bills
+    added by hand), and ``Bill.before_insert`` refuses an earlier one."""
+    earliest = issued_on + dt.timedelta(days=payment_term(item))
+    if period is None:
+        return earliest
+    first, _ = month_bounds(period)
+    return max(first + dt.timedelta(days=int(item.due_days or 0)), earliest)
 
 
 def round_money(value: Decimal, rule: str) -> Decimal:
@@ -158,11 +188,17 @@ class FeeItem(AuditedModel):
     late_daily_rate: Mapped[Decimal] = mapped_column(RATE, nullable=False, default=Decimal("0"))
     late_cap_rate: Mapped[Decimal] = mapped_column(RATE, nullable=False, default=Decimal("0"))
     due_days: Mapped[int] = mapped_column(Integer, nullable=False, default=15)  # after the period starts
+    # The payment term (缴费期限): a bill is never due before its issue date plus this many days,
+    # whenever it is issued (a month billed late, a one-off charge).
+    payment_term_days: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=DEFAULT_PAYMENT_TERM_DAYS, server_default=str(DEFAULT_PAYMENT_TERM_DAYS)
+    )
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     note: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint("grace_days >= 0 AND due_days >= 0", name="ck_fee_item_days"),
+        CheckConstraint("payment_term_days >= 0", name="ck_fee_item_payment_term"),
         CheckConstraint("late_daily_rate >= 0 AND late_cap_rate >= 0", name="ck_fee_item_rates"),
     )
 
@@ -170,7 +206,7 @@ class FeeItem(AuditedModel):
         errors = {}
         if self.kind not in FEE_KINDS:
             errors["kind"] = [str(T("类型无效", "Invalid kind"))]
-        for f in ("grace_days", "due_days"):
+        for f in ("grace_days", "due_days", "payment_term_days"):
             if getattr(self, f) is None or getattr(self, f) < 0:
                 errors[f] = [str(T("不能为负数", "Cannot be negative"))]
         for f in ("late_daily_rate", "late_cap_rate"):
@@ -270,6 +306,20 @@ class FeeStandard(AuditedModel):
             raise FieldErrors(
                 {"status": [str(T("只有已申报的标准可以批准", "Only a declared standard can be approved"))]}
             )
+        if not self.estates:
+            # Saved without an estate (the field is optional while drafting), it would bill nothing.
+            raise FieldErrors(
+                {
+                    "estates": [
+                        str(
+                            T(
+                                "未选择适用小区：此标准不会产生任何账单，请先选择小区",
+                                "No estate chosen: this standard would bill nothing; choose its estates first",
+                            )
+                        )
+                    ]
+                }
+            )
         clash = self.overlapping(ignore_id=self.supersedes_id)
         if clash is not None:
             raise FieldErrors(
@@ -289,6 +339,42 @@ class FeeStandard(AuditedModel):
         self.approved_by_id = approver_id
         self.approved_at = now or utcnow()
         self.decision_note = note
+
+    def billing_warnings(self) -> list[str]:
+        """What would keep an approved standard from billing (shown when it is declared and
+        approved, and on its page): no estate, an inactive item, a one-off basis (monthly billing
+        skips it), no unit of its uses in its estates, a zero price."""
+        from models.archives import Unit
+
+        out = []
+        if not self.estates:
+            out.append(str(T("未选择适用小区，不会产生账单", "No estate: it bills nothing")))
+        item = self.item
+        if item is not None and not item.active:
+            out.append(str(T("收费项目已停用，不会产生账单", "The fee item is inactive: it bills nothing")))
+        if self.basis == "one_off":
+            out.append(
+                str(T("一次性标准不参与月度计费", "A one-off standard is not used by monthly billing"))
+            )
+        elif self.estates and self.unit_uses:
+            session = object_session(self)
+            units = session.execute(
+                select(Unit.id)
+                .where(Unit.estate_id.in_([e.id for e in self.estates]), Unit.use.in_(list(self.unit_uses)))
+                .limit(1)
+            ).scalar()
+            if units is None:
+                out.append(
+                    str(
+                        T(
+                            "适用小区内没有该用途的房屋，目前不会产生账单",
+                            "No unit of these uses in its estates: it bills nothing for now",
+                        )
+                    )
+                )
+        if self.unit_price is not None and Decimal(self.unit_price) == 0:
+            out.append(str(T("单价为 0，账单金额均为 0", "The unit price is 0: every line is 0.00")))
+        return out
 
     def reject(self, note: str) -> None:
         if self.status != "declared":
@@ -440,6 +526,10 @@ class BillingRun(AuditedModel):
     amount_created: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
     lines_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     amount_total: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
+    # Prepaid balances this run used for the bills (models.payments.apply_prepaid).
+    prepaid_applied: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"), server_default="0")
+    # Why a run billed nothing (or what it could not bill): shown on the run's screen and API.
+    explanation: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
 
     estate = relationship("Estate", lazy="select")
@@ -473,6 +563,9 @@ class Bill(AuditedModel):
     late_fee: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
     late_fee_waived: Mapped[Decimal] = mapped_column(MONEY, nullable=False, default=Decimal("0"))
     waive_reason: Mapped[str | None] = mapped_column(String(200))
+    # The local date the line was issued on; the due date is never before it plus the item's
+    # payment term (``due_date_for``).
+    issued_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
     due_date: Mapped[dt.date] = mapped_column(Date, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="open")
     disputed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -514,6 +607,33 @@ class Bill(AuditedModel):
         """What is still owed on this line: principal plus unwaived late fee, less payments."""
         return Decimal(self.amount) + Decimal(self.late_fee) - Decimal(self.late_fee_waived) - Decimal(self.paid_amount)
 
+    def before_insert(self, session: Session) -> None:
+        """Every bill made through the ORM gets the payment term rule (the set-based billing path
+        applies the same ``due_date_for``)."""
+        item = self.item or (session.get(FeeItem, self.item_id) if self.item_id else None)
+        if item is None:
+            raise FieldErrors({"item": [str(T("必填", "Required"))]})
+        if self.issued_on is None:
+            self.issued_on = local_today()
+        one_off = bool(self.source)
+        if self.due_date is None:
+            self.due_date = due_date_for(item, self.issued_on, None if one_off else self.period)
+        term = payment_term(item)
+        earliest = self.issued_on + dt.timedelta(days=term)
+        if self.due_date < earliest:
+            raise FieldErrors(
+                {
+                    "due_date": [
+                        str(
+                            T(
+                                f"缴费期限不能早于出账日加缴费期（{term} 天），即 {earliest}",
+                                f"Cannot be due before the issue date plus the payment term ({term} days): {earliest}",
+                            )
+                        )
+                    ]
+                }
+            )
+
     def check(self) -> None:
         errors = {}
         month_bounds(self.period or "")
@@ -550,9 +670,13 @@ def post_one_off_charge(
     period: str | None = None,
     due_date: dt.date | None = None,
     quantity: Decimal = Decimal(1),
+    issued_on: dt.date | None = None,
 ) -> Bill:
     """Put a one-off charge (a renovation deposit or fee, a paid service) on the unit's bills.
-    Idempotent by ``source``: posting the same source twice returns the existing line."""
+    Idempotent by ``source``: posting the same source twice returns the existing line. Due the
+    issue date plus the item's payment term (``due_date_for``); an earlier ``due_date`` is refused.
+    The unit's prepaid balance meets it at the next billing or daily late-fee run
+    (``models.payments.apply_prepaid_balances``), or at once if the caller calls ``apply_prepaid``."""
     existing = session.execute(
         select(Bill).where(Bill.unit_id == unit.id, Bill.item_id == item.id, Bill.source == source)
     ).scalar()
@@ -563,8 +687,7 @@ def post_one_off_charge(
         raise FieldErrors(
             {"amount": [str(T("金额须为非负数，最多 2 位小数", "The amount must be >= 0 with at most 2 decimals"))]}
         )
-    today = dt.date.today()
-    owner = None
+    today = issued_on or local_today()
     from models.archives import Ownership
 
     owner_id = session.execute(
@@ -576,16 +699,18 @@ def post_one_off_charge(
     bill = Bill(
         estate_id=unit.estate_id,
         unit_id=unit.id,
-        owner_id=owner_id or owner,
+        owner_id=owner_id,
         billed_to_developer=False,
         item_id=item.id,
+        item=item,
         standard_id=None,
         period=period or f"{today:%Y-%m}",
         source=source,
         quantity=Decimal(quantity),
         unit_price=amount / Decimal(quantity) if quantity else amount,
         amount=amount,
-        due_date=due_date or today + dt.timedelta(days=item.due_days),
+        issued_on=today,
+        due_date=due_date or due_date_for(item, today),
         status="open",
     )
     session.add(bill)

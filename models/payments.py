@@ -219,13 +219,17 @@ def sync_bill_status(bill) -> None:
 
 
 def _lock_unit(session, unit_or_id):
-    """Serialise money movements of one unit (payments, allocations, voids, refunds)."""
+    """Serialise money movements of one unit: every writer of a unit's money (payments,
+    allocations, voids, refunds, prepaid use by billing, late-fee waivers, disputes) takes this
+    same row lock first, then the unit's bills in (due date, id) order, as the late-fee job does."""
     from sqlalchemy import select
 
     from models.archives import Unit
 
     unit_id = getattr(unit_or_id, "id", unit_or_id)
-    unit = session.execute(select(Unit).where(Unit.id == unit_id).with_for_update()).scalar()
+    unit = session.execute(
+        select(Unit).where(Unit.id == unit_id).with_for_update().execution_options(populate_existing=True)
+    ).scalar()
     if unit is None:
         from models.errors import FieldErrors
 
@@ -284,7 +288,15 @@ def _payable_bills(session, unit_id: int, bill_ids=None):
         q = q.where(Bill.disputed.is_(False))
     else:
         q = q.where(Bill.id.in_(list(bill_ids)))
-    return session.execute(q.order_by(Bill.due_date, Bill.id).with_for_update(of=Bill)).scalars().all()
+    # populate_existing: a bill already in the session (read before the lock) must show the
+    # amounts as they are now, not as they were read (the late-fee job writes without the ORM).
+    return (
+        session.execute(
+            q.order_by(Bill.due_date, Bill.id).with_for_update(of=Bill).execution_options(populate_existing=True)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def _allocate(session, payment: Payment, bills, available: Decimal) -> Decimal:
@@ -383,6 +395,70 @@ def apply_prepaid(session, unit, *, _locked: bool = False) -> Decimal:
     return applied
 
 
+def units_with_usable_prepaid(session, *, estate_id: int | None = None, unit_ids=None) -> list[int]:
+    """Units that have a prepaid balance and an unpaid, undisputed bill it could settle: the
+    units ``apply_prepaid`` has work for. One query (no per-unit balance), in unit order."""
+    from sqlalchemy import and_, func, select
+
+    from models.fees import Bill
+
+    owing = select(Bill.unit_id).where(Bill.status.in_(PAYABLE_STATUSES), Bill.disputed.is_(False))
+    if estate_id is not None:
+        owing = owing.where(Bill.estate_id == estate_id)
+    if unit_ids is not None:
+        owing = owing.where(Bill.unit_id.in_(list(unit_ids)))
+    owing = owing.distinct().subquery()
+    paid = (
+        select(Payment.unit_id.label("unit_id"), func.sum(Payment.amount).label("total"))
+        .join(owing, owing.c.unit_id == Payment.unit_id)
+        .where(Payment.status == "valid")
+        .group_by(Payment.unit_id)
+        .subquery()
+    )
+    allocated = (
+        select(Payment.unit_id.label("unit_id"), func.sum(PaymentAllocation.amount).label("total"))
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .join(owing, owing.c.unit_id == Payment.unit_id)
+        .where(Payment.status == "valid", PaymentAllocation.reversed_at.is_(None))
+        .group_by(Payment.unit_id)
+        .subquery()
+    )
+    refunded = (
+        select(Refund.unit_id.label("unit_id"), func.sum(Refund.amount).label("total"))
+        .join(owing, owing.c.unit_id == Refund.unit_id)
+        .where(Refund.kind == "prepaid")
+        .group_by(Refund.unit_id)
+        .subquery()
+    )
+    balance = paid.c.total - func.coalesce(allocated.c.total, 0) - func.coalesce(refunded.c.total, 0)
+    q = (
+        select(paid.c.unit_id)
+        .outerjoin(allocated, and_(allocated.c.unit_id == paid.c.unit_id))
+        .outerjoin(refunded, and_(refunded.c.unit_id == paid.c.unit_id))
+        .where(balance > 0)
+        .order_by(paid.c.unit_id)
+    )
+    return list(session.execute(q).scalars())
+
+
+def apply_prepaid_balances(session, *, estate_id: int | None = None, unit_ids=None, commit_every: int = 0) -> Decimal:
+    """Use every unit's prepaid balance for its unpaid bills (``apply_prepaid``, unit by unit in
+    unit order, each under its unit lock). Billing calls it for the units it billed; the daily
+    late-fee and dunning jobs call it first for every unit, so a bill made by any path (a one-off
+    charge, a bill added by hand) is met by money the owner paid in advance before it can be
+    late-feed or dunned. ``commit_every``: commit after so many units (jobs; 0: the caller's
+    transaction). Idempotent: a unit with nothing left to apply is not touched."""
+    total = Decimal(0)
+    ids = units_with_usable_prepaid(session, estate_id=estate_id, unit_ids=unit_ids)
+    for n, unit_id in enumerate(ids, 1):
+        total += apply_prepaid(session, unit_id)
+        if commit_every and n % commit_every == 0:
+            session.commit()
+    if commit_every:
+        session.commit()
+    return total
+
+
 def record_payment(
     session,
     unit,
@@ -477,10 +553,13 @@ def void_payment(payment: Payment, reason: str | None, now: dt.datetime | None =
 
     if not (reason or "").strip():
         raise FieldErrors({"void_reason": [_msg("作废须写明原因", "Voiding needs a reason")]})
-    if payment.status != "valid":
-        raise FieldErrors({"status": [_msg("该收款已作废", "This payment is already void")]})
     session = object_session(payment)
     _lock_unit(session, payment.unit_id)
+    # Judged on the payment as it is once the unit is ours: a void that waited for another void
+    # of the same payment must see it void, not reverse its allocations twice.
+    session.refresh(payment)
+    if payment.status != "valid":
+        raise FieldErrors({"status": [_msg("该收款已作废", "This payment is already void")]})
     now = now or utcnow()
     active = (
         session.execute(
@@ -505,7 +584,14 @@ def void_payment(payment: Payment, reason: str | None, now: dt.datetime | None =
         )
     bill_ids = [a.bill_id for a in active]
     bills = {
-        b.id: b for b in session.execute(select(Bill).where(Bill.id.in_(bill_ids)).with_for_update(of=Bill)).scalars()
+        b.id: b
+        for b in session.execute(
+            select(Bill)
+            .where(Bill.id.in_(bill_ids))
+            .order_by(Bill.unit_id, Bill.due_date, Bill.id)
+            .with_for_update(of=Bill)
+            .execution_options(populate_existing=True)
+        ).scalars()
     }
     for a in active:
         bill = bills[a.bill_id]

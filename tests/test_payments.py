@@ -47,6 +47,8 @@ def new_bill(session, unit, item, amount, due, period=None, disputed=False, sour
         quantity=D(1),
         unit_price=D(amount),
         amount=D(amount),
+        # Issued the item's payment term before it is due (a bill is never due sooner).
+        issued_on=due - dt.timedelta(days=item.payment_term_days or 15),
         due_date=due,
         disputed=disputed,
         dispute_note="有争议" if disputed else None,

@@ -43,7 +43,9 @@ def make_ticket(app, unit_id: int, kind: str, end: str | None, at: dt.datetime) 
     with app.app_context():
         s = db.session
         with acting_as(system_user_id(s)):
-            extra = {"subkind": "theft"} if kind == "security" else {}
+            extra = (
+                {"subkind": "theft", "address": "1栋大堂", "callback_phone": "13800138000"} if kind == "security" else {}
+            )
             t = Ticket(
                 kind=kind,
                 channel="phone",
@@ -104,6 +106,26 @@ def snapshot(app, ticket_ids: list[int]) -> dict[str, dict[int, dict]]:
         )
         s.remove()
     return {table: {r["id"]: dict(r) for r in got} for table, got in rows.items()}
+
+
+def without_archived_at(snap: dict) -> dict:
+    """A restore starts a new retention period: everything as it was but ``archived_at``."""
+    out = dict(snap)
+    out["ticket"] = {pk: {k: v for k, v in row.items() if k != "archived_at"} for pk, row in snap["ticket"].items()}
+    return out
+
+
+def restore_day(app) -> dt.date:
+    from models.fees import local_today
+
+    with app.app_context():
+        return local_today()
+
+
+def local_midnight(day: dt.date) -> dt.datetime:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.combine(day, dt.time(0), tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
 
 
 def by_number(number: str) -> str:
@@ -209,7 +231,7 @@ def test_retention_purge_exports_then_deletes_and_restore_brings_back(app, make_
     assert before["callback"] and before["notification"] and len(before["ticket_event"]) >= 6
 
     # Kept two years: on 1 January 2004 they are still there.
-    assert run(app, PURGE, today="2004-01-01") == {"tickets": 0, "files": []}
+    assert run(app, PURGE, today="2004-01-01") == {"tickets": 0, "files": [], "failed": {}}
     assert snapshot(app, ids) == before
 
     # The day after, exported then deleted.
@@ -218,7 +240,7 @@ def test_retention_purge_exports_then_deletes_and_restore_brings_back(app, make_
     files = exports(export_dir)
     assert [f.name for f in files] == result["files"]
     assert snapshot(app, ids) == {"ticket": {}, "ticket_event": {}, "callback": {}, "notification": {}}
-    assert run(app, PURGE, today="2004-01-02") == {"tickets": 0, "files": []}
+    assert run(app, PURGE, today="2004-01-02") == {"tickets": 0, "files": [], "failed": {}}
     assert exports(export_dir) == files
 
     # The file: header, every row with every column, trailer; ISO datetimes with offsets,
@@ -247,7 +269,10 @@ def test_retention_purge_exports_then_deletes_and_restore_brings_back(app, make_
     assert out.exit_code == 0, out.output
     in_file = sum(1 for table, _ in rows if table == "ticket")
     assert f"ticket: {in_file} restored, 0 already present" in out.output
-    assert snapshot(app, ids) == before
+    assert without_archived_at(snapshot(app, ids)) == without_archived_at(before)
+    # A new retention period from the restore: not purged by the next run.
+    restored_on = restore_day(app)
+    assert {r["archived_at"] for r in snapshot(app, ids)["ticket"].values()} == {local_midnight(restored_on)}
     with app.app_context():
         from app.extensions import db
 
@@ -262,7 +287,7 @@ def test_retention_purge_exports_then_deletes_and_restore_brings_back(app, make_
     again = app.test_cli_runner().invoke(args=["desk", "restore-tickets", str(files[0])])
     assert again.exit_code == 0, again.output
     assert "ticket: 0 restored" in again.output
-    assert snapshot(app, ids) == before
+    assert without_archived_at(snapshot(app, ids)) == without_archived_at(before)
 
 
 def test_retention_restore_refuses_a_damaged_file(app, tmp_path):
@@ -302,7 +327,7 @@ def test_retention_purge_killed_after_the_file_reruns_without_duplicates_or_loss
     assert snapshot(app, ids) == before
 
     # Killed after the file is complete, before the delete: a verified file, rows still there.
-    def killed_before_delete(session, export):
+    def killed_before_delete(session, export, *plan):
         raise RuntimeError("killed before delete")
 
     monkeypatch.setattr(retention, "_delete_exported", killed_before_delete)
@@ -318,7 +343,7 @@ def test_retention_purge_killed_after_the_file_reruns_without_duplicates_or_loss
 
     # The rerun writes the same file again, then deletes: one file, each row once.
     result = run(app, PURGE, today="1998-01-02")
-    assert result == {"tickets": 3, "files": [first[0].name]}
+    assert result == {"tickets": 3, "files": [first[0].name], "failed": {}}
     assert exports(export_dir) == first
     assert snapshot(app, ids)["ticket"] == {}
     with app.app_context():
@@ -329,4 +354,4 @@ def test_retention_purge_killed_after_the_file_reruns_without_duplicates_or_loss
     # Nothing lost: the file brings back exactly what was there.
     out = app.test_cli_runner().invoke(args=["desk", "restore-tickets", str(first[0])])
     assert out.exit_code == 0, out.output
-    assert snapshot(app, ids) == before
+    assert without_archived_at(snapshot(app, ids)) == without_archived_at(before)

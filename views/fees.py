@@ -39,10 +39,13 @@ from models.fees import (
     FeeItem,
     FeeStandard,
     MeterReading,
+    due_date_for,
+    local_today,
     month_bounds,
     next_revision,
     round_money,
 )
+from models.payments import sync_bill_status
 from views.archives import UNIT_LOOKUP
 from views.datamodel import MSG_CONFLICT
 from views.excel import METER_READING_IMPORT
@@ -134,7 +137,8 @@ ITEM_LABELS = {
     "grace_days": T("宽限天数", "Grace days"),
     "late_daily_rate": T("滞纳金日费率", "Late fee daily rate"),
     "late_cap_rate": T("滞纳金上限（占本金）", "Late fee cap (share of principal)"),
-    "due_days": T("缴费期限（账期起第几天）", "Due (days after period start)"),
+    "due_days": T("缴费日（账期起第几天）", "Due day (days after the period starts)"),
+    "payment_term_days": T("缴费期（出账后至少天数）", "Payment term (days after issue, at least)"),
     "active": T("启用", "Active"),
 }
 
@@ -145,12 +149,23 @@ register(
         label=T("收费项目", "Fee items"),
         category="fees",
         icon="fa-list",
-        list_columns=["code", "name", "kind", "due_days", "grace_days", "late_daily_rate", "late_cap_rate", "active"],
+        list_columns=[
+            "code",
+            "name",
+            "kind",
+            "due_days",
+            "payment_term_days",
+            "grace_days",
+            "late_daily_rate",
+            "late_cap_rate",
+            "active",
+        ],
         edit_columns=[
             "code",
             "name",
             "kind",
             "due_days",
+            "payment_term_days",
             "grace_days",
             "late_daily_rate",
             "late_cap_rate",
@@ -163,6 +178,12 @@ register(
         choices={"kind": FEE_KINDS},
         view_mixins=(FeeItemRules,),
         api_mixins=(FeeItemRules,),
+        descriptions={
+            "payment_term_days": T(
+                "账单到期日不早于出账日加此天数（如 11 月 29 日出的 11 月账单不会在 11 月 16 日到期）",
+                "A bill is never due before its issue date plus this many days",
+            )
+        },
     )
 )
 
@@ -306,6 +327,9 @@ class FeeStandardViewMixin(UnitUsesFormMixin, FeeStandardRules):
             )
             target = result.id
             flash(str(MSG_DONE), "success")
+            if action in ("declare", "approve"):
+                for warning in result.billing_warnings():
+                    flash(warning, "warning")
         except FieldErrors as e:
             session.rollback()
             flash(_messages(e), "danger")
@@ -401,7 +425,15 @@ class FeeStandardApiMixin(FeeStandardRules):
             session.rollback()
             return self.response(409, message=str(e), version=e.current_version)
         code = 201 if action == "new_revision" else 200
-        return self.response(code, id=result.id, status=result.status, revision=result.revision, version=result.version)
+        return self.response(
+            code,
+            id=result.id,
+            status=result.status,
+            revision=result.revision,
+            version=result.version,
+            # What would keep it from billing (an approval with none of these bills something).
+            warnings=result.billing_warnings(),
+        )
 
     @expose("/<int:pk>/declare", methods=["POST"])
     @protect()
@@ -727,8 +759,10 @@ def prepare_manual_bill(session, bill: Bill) -> None:
     bill.owner_id = None if bill.billed_to_developer else _current_owners(session, [unit.id], first, _).get(unit.id)
     bill.quantity = Decimal(bill.quantity or 1)
     bill.amount = round_money(bill.quantity * Decimal(bill.unit_price), "half_up_cent")
+    bill.issued_on = local_today()
     if bill.due_date is None:
-        bill.due_date = first + dt.timedelta(days=item.due_days)
+        bill.due_date = due_date_for(item, bill.issued_on)
+    # An earlier due date than the payment term allows is refused by Bill.before_insert (due_date).
     bill.status = "open"
 
 
@@ -755,11 +789,34 @@ def waive_late_fee(bill: Bill, amount, reason: str | None) -> None:
         )
     bill.late_fee_waived = Decimal(bill.late_fee_waived) + value
     bill.waive_reason = reason.strip()[:200]
+    # What is owed changed: a bill whose rest was only the waived fee is paid now.
+    sync_bill_status(bill)
+
+
+def lock_bill(session, bill: Bill) -> Bill:
+    """Take the unit's money lock (the one payments, voids, refunds and billing's prepaid use
+    take), then the bill's row, and read the bill as it is now: a waiver or a dispute decided on
+    amounts read before a concurrent payment or late-fee run would overwrite them."""
+    from models.payments import _lock_unit
+
+    _lock_unit(session, bill.unit_id)
+    session.execute(
+        select(Bill).where(Bill.id == bill.id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
+    return bill
 
 
 class BillRules:
     def pre_add(self, item):
         prepare_manual_bill(self.datamodel.session, item)
+
+    def post_add(self, item):
+        # The unit's prepaid balance meets a bill added by hand, as it meets billed ones.
+        from models.payments import apply_prepaid
+
+        session = self.datamodel.session
+        if apply_prepaid(session, item.unit_id):
+            session.commit()
 
     def pre_update(self, item):
         set_disputed(item, bool(item.disputed), item.dispute_note)
@@ -776,6 +833,9 @@ class BillViewMixin(BillRules):
             abort(404)
         try:
             _check_version(bill, request.form.get("version"))
+            read = bill.version
+            lock_bill(session, bill)
+            _check_version(bill, read)  # changed by a payment or a waiver while we waited
             fn(bill)
             session.commit()
             flash(str(MSG_DONE), "success")
@@ -819,6 +879,9 @@ class BillApiMixin(BillRules):
             return self.response_404()
         try:
             _check_version(bill, body.get("version"))
+            read = bill.version
+            lock_bill(session, bill)
+            _check_version(bill, read)  # changed by a payment or a waiver while we waited
             fn(bill, body)
             session.commit()
         except FieldErrors as e:
@@ -941,6 +1004,7 @@ BILL_LABELS = {
     "late_fee": T("滞纳金", "Late fee"),
     "late_fee_waived": T("减免滞纳金", "Late fee waived"),
     "waive_reason": T("减免原因", "Waiver reason"),
+    "issued_on": T("出账日期", "Issued on"),
     "due_date": T("缴费期限", "Due"),
     "status": T("状态", "Status"),
     "disputed": T("有争议", "Disputed"),
@@ -986,6 +1050,7 @@ register(
             "late_fee",
             "late_fee_waived",
             "waive_reason",
+            "issued_on",
             "due_date",
             "status",
             "disputed",
@@ -1077,6 +1142,8 @@ register(
             "amount_created",
             "lines_total",
             "amount_total",
+            "prepaid_applied",
+            "explanation",
             "error",
         ],
         search_columns=["period", "status", "started_at"],
@@ -1094,6 +1161,8 @@ register(
             "amount_created": T("本次新增金额", "Amount created"),
             "lines_total": T("账期总行数", "Lines in period"),
             "amount_total": T("账期总金额", "Amount in period"),
+            "prepaid_applied": T("预存款抵扣", "Prepaid balance used"),
+            "explanation": T("说明（未出账原因）", "Explanation (why nothing was billed)"),
             "error": T("错误", "Error"),
         },
         choices={"status": RUN_STATUSES},
