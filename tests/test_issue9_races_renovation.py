@@ -276,3 +276,46 @@ def test_inspection_and_its_rectification_order_are_one_write(api, app, new_reno
     # the open order stops the acceptance
     refused = act(api, "Manager", pk, "accept", v, passed=True)
     assert refused.status_code == 422 and "status" in refused.json["message"]
+
+
+def test_two_approvals_on_one_unit_leave_one_live_renovation(api, app, make_unit, new_renovation):
+    """Two applications for the same unit approved at once: a unit has one live renovation, so
+    one approval wins and the other is told which renovation is under way (422 on ``unit``);
+    only the winner's deposit and fee are billed."""
+    from app.extensions import db
+    from models.fees import Bill
+    from models.renovation import LIVE_STATUSES, Renovation
+
+    failures = []
+    for n in range(ROUNDS):
+        first = new_renovation()
+        unit = first["unit"]
+        resp = api("Staff").post("/api/v1/renovation/", json=application(unit, contractor="第二家装修公司"))
+        assert resp.status_code == 201, resp.get_data(as_text=True)
+        second = {"id": resp.json["id"], "version": resp.json["version"]}
+        results = race(
+            [
+                post(api, "Manager", f"/api/v1/renovation/{r['id']}/approve", {"version": r["version"]})
+                for r in (first, second)
+            ]
+        )
+        codes = sorted(code for code, _ in results)
+        for code, body in results:
+            assert code in (200, 422), (n, code, body)
+            if code == 422:
+                assert "unit" in body["message"], body
+        with app.app_context():
+            live = db.session.execute(
+                select(func.count())
+                .select_from(Renovation)
+                .where(Renovation.unit_id == unit, Renovation.status.in_(LIVE_STATUSES))
+            ).scalar()
+            billed = db.session.execute(
+                select(func.count())
+                .select_from(Bill)
+                .where(Bill.unit_id == unit, Bill.source.startswith("renovation:"))
+            ).scalar()
+            db.session.remove()
+        if live != 1 or codes != [200, 422] or billed != 2:
+            failures.append((n, live, codes, billed))
+    assert not failures, f"{len(failures)}/{ROUNDS} rounds: {failures}"
