@@ -418,7 +418,7 @@ def _collect(session: Session, plan: Plan, ticket_ids: list[int]) -> tuple[dict[
         if table.name == Notification.__tablename__:
             callback = Callback.__tablename__
             callbacks = [r["id"] for r in rows.get(callback, [])]
-            rows[table.name] = _select_all(session, table, _notifications_of(ticket_ids, callbacks))
+            rows[table.name] = _select_all(session, table, _notifications_of(ticket_ids, callbacks, table))
             continue
         wheres = [_in(table.c[col], [r["id"] for r in rows[parent]]) for col, parent in owned.via]
         rows[table.name] = _select_all(session, table, or_(*wheres))
@@ -440,8 +440,8 @@ def _link_line(link: dict) -> str:
     return json.dumps({"type": "link", **link}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def _notifications_of(ticket_ids: list[int], callback_ids: list[int]):
-    n = Notification.__table__
+def _notifications_of(ticket_ids: list[int], callback_ids: list[int], n=None):
+    n = Notification.__table__ if n is None else n
     about_ticket = and_(n.c.subject_type == "ticket", _in(n.c.subject_id, ticket_ids))
     if not callback_ids:
         return about_ticket
@@ -558,9 +558,9 @@ def _delete_exported(session: Session, export: Export, plan: Plan | None = None)
         if deleted != len(ids):
             raise RetentionError(f"{export.path.name}: {table.name}: deleted {deleted} rows, the file holds {len(ids)}")
     ticket_ids = export.ids(Ticket.__table__.name)
-    n = Notification.__table__
+    n = plan.table(Notification.__tablename__)
     left = session.execute(
-        select(func.count()).select_from(n).where(_notifications_of(ticket_ids, export.ids(Callback.__table__.name)))
+        select(func.count()).select_from(n).where(_notifications_of(ticket_ids, export.ids(Callback.__tablename__), n))
     ).scalar()
     if left:
         raise RetentionError(f"{export.path.name}: {left} notifications arrived after the export; next run")
