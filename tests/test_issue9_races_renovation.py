@@ -319,3 +319,60 @@ def test_two_approvals_on_one_unit_leave_one_live_renovation(api, app, make_unit
         if live != 1 or codes != [200, 422] or billed != 2:
             failures.append((n, live, codes, billed))
     assert not failures, f"{len(failures)}/{ROUNDS} rounds: {failures}"
+
+
+def test_deductions_against_the_refund_on_sqlite(tmp_path):
+    """The embedded quick start (SQLite, no row locks): ``lock_row`` takes SQLite's one write lock
+    instead, so the same race ends the same way: deposit = refunded + deducted, every round."""
+    from app.extensions import db
+    from app.seed import renovation_fee_items
+    from models.archives import Building, Estate, Unit
+    from tests.conftest import build_app, login_tokens
+
+    sqlite_app = build_app(f"sqlite:///{tmp_path / 'desk.db'}")
+    tokens = login_tokens(sqlite_app)
+    with sqlite_app.app_context():
+        renovation_fee_items()
+
+    def sqlite_api(role):
+        client = sqlite_app.test_client()
+
+        class Client:
+            def post(self, url, json):
+                with sqlite_app.app_context():
+                    return client.post(url, json=json, headers={"Authorization": f"Bearer {tokens[role]}"})
+
+        return Client()
+
+    failures = []
+    rounds = 5
+    for n in range(rounds):
+        with sqlite_app.app_context():
+            estate = Estate(code=f"S{n}", name=f"嵌入小区{n}")
+            unit = Unit(building=Building(estate=estate, code="1"), code=f"1-1-{n}", floor=1, gross_area=Decimal("80"))
+            from models.base import acting_as, system_user_id
+
+            with acting_as(system_user_id(db.session)):
+                db.session.add_all([estate, unit])
+                db.session.commit()
+            unit_id = unit.id
+            db.session.remove()
+        resp = sqlite_api("Staff").post("/api/v1/renovation/", json=application(unit_id))
+        assert resp.status_code == 201, resp.get_data(as_text=True)
+        pk = resp.json["id"]
+        v = to_accepted(sqlite_api, sqlite_app, pk, resp.json["version"])
+        calls = [
+            post(
+                sqlite_api, "Staff", "/api/v1/deposit_deduction/", {"renovation": pk, "amount": "10.00", "reason": "x"}
+            )
+            for _ in range(6)
+        ] + [post(sqlite_api, "Manager", f"/api/v1/renovation/{pk}/refund", {"version": v}) for _ in range(2)]
+        results = race(calls)
+        assert not [x for x in results if isinstance(x, Exception)], results
+        assert sorted(code for code, _ in results[6:]) in ([200, 409], [200, 422]), results[6:]
+        status, deposit, refunded, deducted, _ = _money_of(sqlite_app, pk)
+        assert status == "refunded"
+        assert deducted == sum(Decimal("10.00") for code, _ in results[:6] if code == 201)
+        if refunded + deducted != deposit:
+            failures.append((n, str(refunded), str(deducted)))
+    assert not failures, f"{len(failures)}/{rounds} rounds: {failures}"
