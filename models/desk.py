@@ -260,6 +260,20 @@ class SlaPolicy(AuditedModel):
             errors["resolve_minutes"] = [str(T("必须大于 0", "Must be greater than 0"))]
         if self.warn_minutes is None or self.warn_minutes < 0:
             errors["warn_minutes"] = [str(T("不能为负数", "Cannot be negative"))]
+        session = object_session(self)
+        if session is not None and "kind" not in errors and "priority" not in errors:
+            # The unique indexes settle races; this names the field for the usual case.
+            with session.no_autoflush:
+                same = select(SlaPolicy.id).where(
+                    SlaPolicy.kind == self.kind,
+                    SlaPolicy.priority.is_(None) if self.priority is None else SlaPolicy.priority == self.priority,
+                )
+                if self.id is not None:
+                    same = same.where(SlaPolicy.id != self.id)
+                if session.execute(same.limit(1)).first():
+                    errors["priority"] = [
+                        str(T("该类别的这一优先级已有策略：请修改那一条", "This class already has a policy for this priority: edit that one"))
+                    ]
         rule = RULEBOOK.get(self.replaces_rule) if self.replaces_rule else None
         if self.replaces_rule and (rule is None or (rule.kinds is not None and self.kind not in rule.kinds)):
             errors["replaces_rule"] = [str(T("该规程条款不适用于此类别", "That procedure rule does not apply to this class"))]
