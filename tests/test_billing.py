@@ -466,8 +466,8 @@ def test_sigkill_halfway_leaves_nothing_and_a_rerun_completes(app, database_url,
     blocker.execute(
         text(
             "INSERT INTO bill (estate_id, unit_id, item_id, period, source, quantity, unit_price, amount, paid_amount,"
-            " late_fee, late_fee_waived, due_date, status, disputed, billed_to_developer, version, created_at,"
-            " changed_at, created_by_id, changed_by_id) VALUES (:e, :u, :i, :p, '', 1, 12, 12, 0, 0, 0, :d, 'open',"
+            " late_fee, late_fee_waived, issued_on, due_date, status, disputed, billed_to_developer, version, created_at,"
+            " changed_at, created_by_id, changed_by_id) VALUES (:e, :u, :i, :p, '', 1, 12, 12, 0, 0, 0, :d, :d, 'open',"
             " false, false, 1, now(), now(), :uid, :uid)"
         ),
         {"e": estate_id, "u": last_unit, "i": item2, "p": period, "d": dt.date(2032, 1, 16), "uid": uid},

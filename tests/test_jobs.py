@@ -41,6 +41,8 @@ def celery_worker(tmp_path: Path, database_url: str, broker: str, backend: str, 
         "DESK_BROKER_URL": broker,
         "DESK_RESULT_BACKEND": backend,
         "DESK_INSTANCE_DIR": str(tmp_path / "instance"),
+        # The worker refuses to start without a secret key (none is written for a fresh instance dir).
+        "DESK_SECRET_KEY": os.environ.get("DESK_SECRET_KEY", "test-secret-key-that-is-long-enough-for-hs256"),
         "PYTHONUNBUFFERED": "1",
     }
     cmd = [
