@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.extensions import db, migrate
 from app.i18n import T
+from app.i18n import current_language as _current_language
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
         compare_type=True,
     )
     app.jinja_env.globals["_desk"] = T
+    app.jinja_env.globals["desk_lang"] = _current_language
     app.jinja_env.filters["desk_local"] = _local_time
 
     with app.app_context():

@@ -140,4 +140,6 @@ def test_dunning_letter_page_and_roles(app, db_session, units, web, api):
     )
     resp = api("Supervisor").put(f"/api/v1/dunning_notice/{notice.id}", json={"sent": True, "version": version})
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert api("Supervisor").post("/api/v1/dunning_notice/", json={}).status_code == 422
+    # Notices are issued by the job, never typed in: there is no add route, and no add form.
+    assert api("Supervisor").post("/api/v1/dunning_notice/", json={}).status_code == 405
+    assert web("Supervisor").get("/dunning_notice/add").status_code == 404

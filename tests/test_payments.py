@@ -419,7 +419,9 @@ def test_payment_api_receipt_and_roles(app, db_session, unit, api, web):
     assert bad.status_code == 422
     assert api("Committee").get("/api/v1/payment/").status_code == 403
     assert api("Committee").post("/api/v1/payment/", json={"unit": unit.id, "amount": "1"}).status_code == 403
-    assert api("Committee").get("/api/v1/collection_report/").status_code == 200
+    # The fee reports serve figures, never bills one by one (the Committee may not read bills).
+    assert api("Committee").get("/api/v1/collection_report/").status_code == 404
+    assert api("Committee").get(f"/api/v1/collection_report/{bill.id}").status_code == 404
     assert api("Committee").get("/api/v1/collection_report/report").status_code == 200
     assert api("Committee").get("/api/v1/collection_report/arrears").status_code == 403
     assert api("Manager").get("/api/v1/collection_report/arrears").status_code == 200

@@ -120,6 +120,8 @@ def celery_worker(
         "DESK_BROKER_URL": broker,
         "DESK_RESULT_BACKEND": broker,
         "DESK_INSTANCE_DIR": str(tmp_path / "instance"),
+        # The worker's own app refuses to start without a key of its own (app/factory.py).
+        "DESK_SECRET_KEY": os.environ.get("DESK_SECRET_KEY") or "test-secret-key-that-is-long-enough-for-hs256",
         "DESK_TEST_QUEUE": queue,
         "DESK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",

@@ -73,7 +73,7 @@ VIEW_PERMISSIONS = {
     "action_post": "write",
     "export": "export",
     "import_xlsx": "write",
-    "import_template": "read",
+    "import_template": "write",  # the template is for those who import
     # payments (views/payments.py)
     "void": "write",
     "receipt": "read",
@@ -240,6 +240,9 @@ class DeskModelView(ImportMixin, ModelView):
     resource: Resource
     method_permission_name = VIEW_PERMISSIONS
     list_template = "desk/list.html"
+    # FAB's file download (no resource has FAB file columns; uploads are served by their own
+    # routes, checked per record) and bulk actions (none are declared) are not served.
+    exclude_route_methods = frozenset({"download", "action", "action_post"})
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -309,6 +312,16 @@ class DeskModelView(ImportMixin, ModelView):
             return self.post_edit_redirect()
         return self._render_form(self.edit_template, self.edit_title, widgets, g.desk_form_status)
 
+    def _blank_text_is_null(self, form) -> None:
+        """A text box left empty is no value (NULL), as the record had it: WTForms hands over ""
+        and an unchanged save would rewrite every empty optional column (a version bump, a
+        change-log entry nobody made, a unique index hit by the second empty ID number)."""
+        columns = self.resource.model.__table__.columns
+        for name, field in form._fields.items():
+            column = columns.get(name)
+            if column is not None and column.nullable and isinstance(field.data, str) and not field.data.strip():
+                field.data = None
+
     def _attach_errors(self, form, errors: dict[str, list[str]], status: int) -> None:
         g.desk_form_status = status
         for name, messages in errors.items():
@@ -332,6 +345,7 @@ class DeskModelView(ImportMixin, ModelView):
             self._fill_form_exclude_cols(exclude_cols, form)
             if form.validate():
                 self.process_form(form, True)
+                self._blank_text_is_null(form)
                 item = self.datamodel.obj()
                 try:
                     form.populate_obj(item)
@@ -339,6 +353,9 @@ class DeskModelView(ImportMixin, ModelView):
                     self.datamodel.add(item)
                 except FieldErrors as e:
                     self._attach_errors(form, e.errors, 422)
+                except Conflict as e:
+                    g.desk_form_status = 409
+                    flash(str(e), "danger")
                 else:
                     self.post_add(item)
                     flash(self.add_row_message, "success")
@@ -368,6 +385,7 @@ class DeskModelView(ImportMixin, ModelView):
                     flash(str(MSG_CONFLICT), "danger")
                     return self._get_edit_widget(form=form, exclude_cols=exclude_cols)
                 self.process_form(form, False)
+                self._blank_text_is_null(form)
                 version_field = form._fields.pop("version", None)
                 try:
                     form.populate_obj(item)
@@ -643,6 +661,8 @@ class DeskModelRestApi(ModelRestApi):
             self.datamodel.add(item)
         except FieldErrors as e:
             return self.response_422(message=e.errors)
+        except Conflict as e:
+            return self.response(409, message=str(e))
         self.post_add(item)
         return self.response(
             201,
@@ -827,7 +847,12 @@ def build_view(resource: Resource) -> type[DeskModelView]:
     if resource.fieldsets:
         sets = [(title, {"fields": list(cols), "expanded": expanded}) for title, cols, expanded in resource.fieldsets]
         attrs["add_fieldsets"] = sets
-        attrs["edit_fieldsets"] = sets
+        # FAB builds the edit form from the fieldsets' columns only: the hidden version must be in
+        # one of them, or every save compares nothing with the stored version (409 always).
+        edit_sets = [(title, {**spec, "fields": list(spec["fields"])}) for title, spec in sets]
+        if hasattr(resource.model, "version"):
+            edit_sets[-1][1]["fields"].append("version")
+        attrs["edit_fieldsets"] = edit_sets
     if resource.base_filters:
         attrs["base_filters"] = [list(f) for f in resource.base_filters]
     if resource.show_template:
@@ -836,7 +861,19 @@ def build_view(resource: Resource) -> type[DeskModelView]:
         attrs["base_permissions"] = ["can_read", "can_export"]
     if not resource.records:
         attrs["include_route_methods"] = _mixin_routes(resource.view_mixins)
+    # A record nobody adds (or edits) by hand has no such form: FAB would build one from every
+    # column of the model.
+    attrs["exclude_route_methods"] = DeskModelView.exclude_route_methods | _absent_forms(resource, "add", "edit")
     return type(f"{resource.class_stem}View", (*resource.view_mixins, DeskModelView), attrs)
+
+
+def _absent_forms(resource: Resource, add_route: str, edit_route: str) -> set[str]:
+    absent = set()
+    if not resource.writable or not resource.add_columns:
+        absent.add(add_route)
+    if not resource.writable or not resource.edit_columns:
+        absent.add(edit_route)
+    return absent
 
 
 def _mixin_routes(mixins) -> set[str]:
@@ -888,4 +925,5 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
         attrs["base_permissions"] = ["can_read", "can_export"]
     if not resource.records:
         attrs["include_route_methods"] = _mixin_routes(resource.api_mixins)
+    attrs["exclude_route_methods"] = _absent_forms(resource, "post", "put")
     return type(f"{resource.class_stem}Api", (*resource.api_mixins, DeskModelRestApi), attrs)

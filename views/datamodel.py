@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from flask import current_app, g
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from sqlalchemy import BigInteger, Boolean, Float, Integer, Numeric, SmallInteger, cast, column, func, select, table
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import BadRequest
@@ -38,25 +38,69 @@ MSG_CONTROL = T("不能包含控制字符", "Must not contain control characters
 # C0 control characters other than tab and line breaks: PostgreSQL refuses NUL, Excel the rest.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
-# Constraint name -> the field a clerk should look at.
-_CONSTRAINT_FIELD = re.compile(r"(?:uq|ix|ck)_[a-z]+_(?:estate_)?([a-z_]+)")
+MSG_REQUIRED = T("必填", "Required")
+MSG_RELATED_MISSING = T("所选记录不存在", "The chosen record does not exist")
+MSG_BUSY = T("该记录正被他人处理，请稍后重试（您的修改未保存）", "Someone else is working on this record; try again (your changes were not saved)")
 
 
-def _field_from_integrity_error(exc: IntegrityError) -> tuple[str, T]:
-    text_ = str(exc.orig)
-    diag = getattr(exc.orig, "diag", None)
-    name = getattr(diag, "constraint_name", None) or ""
-    if "foreign key" in text_.lower() or "FOREIGN KEY" in text_:
+def _constraint_columns(name: str) -> list[str]:
+    """The columns of the unique constraint, index or check constraint called ``name``."""
+    from flask_appbuilder import Model
+
+    for tbl in Model.metadata.tables.values():
+        for item in [*tbl.constraints, *tbl.indexes]:
+            if item.name == name:
+                cols = [c.name for c in getattr(item, "columns", ())]
+                if cols:
+                    return cols
+                # A check constraint names no columns: the ones its expression reads.
+                return [c.name for c in tbl.columns if re.search(rf"\b{re.escape(c.name)}\b", str(item.sqltext))]
+    return []
+
+
+def _field_name(model, column: str) -> str:
+    """The field a form or the API calls a column: a foreign key is its relation (``ticket``)."""
+    if model is not None:
+        from sqlalchemy import inspect as sa_inspect
+
+        for rel in sa_inspect(model).relationships:
+            if any(c.key == column for c in rel.local_columns):
+                return rel.key
+    return column
+
+
+def _field_from_integrity_error(exc: IntegrityError, model=None) -> tuple[str, T]:
+    """Which field a refused write is about, on PostgreSQL (the driver's diagnostics) and SQLite
+    (its message): never a guess from the text of another database's message."""
+    orig = exc.orig
+    text_ = str(orig)
+    sqlstate = getattr(orig, "sqlstate", None)
+    diag = getattr(orig, "diag", None)
+    if sqlstate:  # PostgreSQL
+        constraint = getattr(diag, "constraint_name", None) or ""
+        if sqlstate == "23502":  # not null
+            return _field_name(model, diag.column_name or "id"), MSG_REQUIRED
+        if sqlstate == "23503":  # foreign key
+            detail = getattr(diag, "message_detail", None) or ""
+            if "is still referenced" in detail:
+                return "id", MSG_REFERENCED
+            m = re.search(r"Key \(([a-z_]+)\)", detail)
+            return _field_name(model, m.group(1) if m else "id"), MSG_RELATED_MISSING
+        cols = _constraint_columns(constraint)
+        named = [c for c in cols if c != "estate_id"] or cols or ["id"]
+        return _field_name(model, named[-1]), MSG_UNIQUE if sqlstate == "23505" else MSG_INVALID
+    # SQLite: "NOT NULL constraint failed: callback.ticket_id", "UNIQUE constraint failed:
+    # unit.estate_id, unit.code", "CHECK constraint failed: ck_bill_amount", "FOREIGN KEY ...".
+    if "FOREIGN KEY" in text_:
         return "id", MSG_REFERENCED
-    m = _CONSTRAINT_FIELD.search(name) if name else None
+    m = re.search(r"CHECK constraint failed: (\w+)", text_)
     if m:
-        field = m.group(1)
-    else:
-        # SQLite: "UNIQUE constraint failed: unit.estate_id, unit.code"
-        cols = re.findall(r"\w+\.(\w+)", text_)
-        field = cols[-1] if cols else "id"
-    msg = MSG_UNIQUE if ("unique" in text_.lower() or name.startswith(("uq_", "ix_"))) else MSG_INVALID
-    return field, msg
+        cols = _constraint_columns(m.group(1)) or ["id"]
+        return _field_name(model, cols[-1]), MSG_INVALID
+    cols = [c for c in re.findall(r"\w+\.(\w+)", text_) if c != "estate_id"] or ["id"]
+    if "NOT NULL" in text_:
+        return _field_name(model, cols[-1]), MSG_REQUIRED
+    return _field_name(model, cols[-1]), MSG_UNIQUE if "UNIQUE" in text_ else MSG_INVALID
 
 
 class BadInput(BadRequest):
@@ -293,8 +337,15 @@ class DeskInterface(SQLAInterface):
             raise Conflict(str(MSG_CONFLICT)) from None
         except IntegrityError as exc:
             self.session.rollback()
-            field, msg = _field_from_integrity_error(exc)
+            field, msg = _field_from_integrity_error(exc, type(item) if item is not None else self.obj)
             raise FieldErrors({field: [str(msg)]}) from None
+        except OperationalError as exc:
+            self.session.rollback()
+            # A deadlock, a serialization failure or a lock that could not be had: someone else's
+            # write won; this one is refused whole, and may simply be tried again.
+            if getattr(exc.orig, "sqlstate", None) in ("40P01", "40001", "55P03"):
+                raise Conflict(str(MSG_BUSY)) from None
+            raise
         except DataError:
             # A value the column cannot hold that no validator caught: the input is wrong, not
             # the server. Name the field while the item still holds the value.

@@ -57,6 +57,13 @@ class LocalDateTimeField(Field):
             except ValueError:
                 continue
             self.data = local.replace(tzinfo=office_zone()).astimezone(dt.UTC)
+            # The box shows minutes only: a time left as it was keeps its seconds (a deadline the
+            # system computed must not move up to 59 s earlier because a form was saved).
+            original = self.object_data
+            if isinstance(original, dt.datetime) and fmt in ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"):
+                original = original if original.tzinfo else original.replace(tzinfo=dt.UTC)
+                if original.replace(second=0, microsecond=0) == self.data:
+                    self.data = original
             return
         self.data = None
         raise ValueError(str(MSG_DATETIME))

@@ -1069,6 +1069,8 @@ register(
         show_columns=["period", "item.name", "amount", "paid_amount", "late_fee", "status"],
         search_columns=["period", "status"],
         writable=False,
+        records=False,
+        menu_route="report",
         order=("id", "desc"),
         order_columns=["period", "amount", "paid_amount", "status", "id"],
         labels={

@@ -285,6 +285,11 @@ def charge_order(session, order: ServiceOrder, data: dict) -> None:
             )
             session.flush()
             order.payment_id = payment.id
+        else:
+            # Charged to the bill: a prepaid balance meets it at once, as monthly billing does.
+            from models.payments import apply_prepaid
+
+            apply_prepaid(session, order.unit)
     order.status = "charged"
 
 

@@ -126,11 +126,13 @@ def check_resource_columns(resource) -> None:
 
 
 def resources_by_model() -> dict[type, list[str]]:
+    """model -> the resources that serve its records (a report resource serves none)."""
     from views.registry import REGISTRY
 
     result: dict[type, list[str]] = {}
     for name, res in REGISTRY.items():
-        result.setdefault(res.model, []).append(name)
+        if res.records:
+            result.setdefault(res.model, []).append(name)
     return result
 
 
