@@ -392,14 +392,15 @@ def recompute_open_tickets(session: Session, kind: str | None = None) -> int:
 
 
 def ensure_default_policies(session: Session) -> int:
-    """Write the starting policies (SEED_POLICY, one per class) into an empty policy table; a table
-    with any row is the Manager's and is left alone. Returns how many rows were written."""
-    if session.execute(select(func.count()).select_from(SlaPolicy)).scalar():
-        return 0
-    for kind in TICKET_KINDS:
+    """Write the starting policy (SEED_POLICY) of every class that has no "any priority" row, as
+    the migration does at install; rows that exist are the Manager's and are left alone. Returns
+    how many rows were written."""
+    have = set(session.execute(select(SlaPolicy.kind).where(SlaPolicy.priority.is_(None))).scalars())
+    missing = [k for k in TICKET_KINDS if k not in have]
+    for kind in missing:
         session.add(SlaPolicy(kind=kind, priority=None, active=True, **SEED_POLICY))
     session.flush()
-    return len(TICKET_KINDS)
+    return len(missing)
 
 
 # --- tickets ---------------------------------------------------------------------------------

@@ -231,3 +231,59 @@ def test_one_any_priority_policy_per_class(api):
         json={"kind": "repair", "reply_minutes": 5, "resolve_minutes": 60, "second_level_minutes": 30, "warn_minutes": 2},
     )
     assert resp.status_code == 422 and "priority" in resp.json["message"], resp.json
+
+
+def test_an_upgrade_keeps_what_a_manager_entered_before(tmp_path):
+    """A database that already has a Manager's policy and a corrected day: the upgrade writes the
+    missing rows only."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from app import create_app
+    from app.extensions import db
+    from models.desk import SEED_POLICY, TICKET_KINDS, SlaPolicy
+
+    sqlite_app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old.db'}",
+            "TESTING": True,
+            "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+            "SYNC_ROLES_ON_START": False,
+        }
+    )
+    from models.calendar import known_years
+
+    year = _install_years(known_years()).stop - 1
+    corrected, other = sorted(d for d, k in _official(year).items() if k == "holiday")[:2]
+    with sqlite_app.app_context():
+        upgrade(revision="sec0001")
+        stamp = {"now": dt.datetime(2026, 1, 5, 8, 0)}
+        db.session.execute(
+            text(
+                "INSERT INTO ab_user (id, first_name, last_name, username, email, active) "
+                "VALUES (7, '管理处', '经理', 'boss', 'boss@x', 1)"
+            )
+        )
+        common = "version, created_at, changed_at, created_by_id, changed_by_id"
+        db.session.execute(
+            text(
+                f"INSERT INTO sla_policy (kind, priority, reply_minutes, resolve_minutes, second_level_minutes, "
+                f"warn_minutes, active, {common}) VALUES ('repair', NULL, 3, 600, 20, 1, 1, 1, :now, :now, 7, 7)"
+            ),
+            stamp,
+        )
+        db.session.execute(
+            text(f"INSERT INTO holiday (day, kind, name, {common}) VALUES (:day, 'workday', '值班', 1, :now, :now, 7, 7)"),
+            {**stamp, "day": corrected.isoformat()},
+        )
+        db.session.commit()
+        upgrade()
+        rows = {r.kind: r for r in db.session.execute(select(SlaPolicy).where(SlaPolicy.priority.is_(None))).scalars()}
+        assert set(rows) == set(TICKET_KINDS)
+        assert (rows["repair"].reply_minutes, rows["repair"].resolve_minutes, rows["repair"].created_by_id) == (3, 600, 7)
+        for kind in set(TICKET_KINDS) - {"repair"}:
+            assert {k: getattr(rows[kind], k) for k in SEED_POLICY} == SEED_POLICY
+        have = _calendar_rows(db.session, range(year, year + 1))
+        assert have[corrected] == "workday"  # the Manager's
+        assert have[other] == "holiday"  # the rest from chinese-calendar
+        db.session.remove()

@@ -9,8 +9,8 @@ Create Date: 2026-11-29 11:00:00
   ``ticket.sla_basis`` (where the deadlines come from: a policy, a procedure rule);
 - ``sla_policy.replaces_rule`` (the procedure rule a policy replaces outright) and one "any
   priority" policy per class at most (a unique index: NULL priorities are distinct otherwise);
-- the data an install starts with: one response policy per class (the values the product used
-  as hidden constants before), and mainland China's holidays and make-up working days from the
+- the data an install starts with: one response policy per class that has none for "any
+  priority" (the values the product applied to it as hidden constants before), and mainland China's holidays and make-up working days from the
   ``chinese-calendar`` package for last year up to the last year it knows. Rows that are there
   already (a Manager's) are kept. Written as the system user, created here when missing (start-up
   creates it the same way: inactive, no usable password, role ``System``).
@@ -109,8 +109,12 @@ def _stamp(uid: int) -> dict:
 
 
 def _seed_policies(bind, uid: int) -> None:
-    if bind.execute(sa.text("SELECT COUNT(*) FROM sla_policy")).scalar():
-        return  # the Manager's table
+    # Until now a class without an "any priority" row got these values unseen: make them rows,
+    # for those classes only (the rows a Manager wrote are kept as they are).
+    have = set(bind.execute(sa.text("SELECT kind FROM sla_policy WHERE priority IS NULL")).scalars())
+    missing = [k for k in TICKET_KINDS if k not in have]
+    if not missing:
+        return
     policy = sa.table(
         "sla_policy",
         sa.column("kind", sa.String),
@@ -136,7 +140,7 @@ def _seed_policies(bind, uid: int) -> None:
                 "replaces_rule": None,
                 **SEED_POLICY,
             }
-            for kind in TICKET_KINDS
+            for kind in missing
         ],
     )
 
