@@ -18,6 +18,9 @@ ROLES = ("Manager", "Supervisor", "Staff", "Committee")
 ADMIN_ROLE = "Admin"
 PUBLIC_ROLE = "Public"
 SYSTEM_ROLE = "System"  # the system user's role: no permission, it never logs in
+# The roles whose people do the department's work: handlers, technicians, people on duty. Pickers
+# of a person (a ticket's handler, an order's technician, a shift's person) offer only these.
+WORKING_ROLES = ("Manager", "Supervisor", "Staff")
 
 # fmt: off
 MATRIX: dict[str, tuple[str, str, str, str]] = {

@@ -228,3 +228,17 @@ def _close_server_session(app, user, **kwargs) -> None:
     if sid:
         db.session.execute(delete(LoginSession).where(LoginSession.sid == sid))
         db.session.commit()
+
+
+def working_user_clause():
+    """SQL condition: an active user of a working role (app/roles.py WORKING_ROLES), never the
+    Committee, an administrator's account or the system user."""
+    from flask_appbuilder.security.sqla.models import Role
+
+    return User.active.is_(True) & User.roles.any(Role.name.in_(R.WORKING_ROLES))
+
+
+def user_label(user) -> str:
+    """How a person is named on screens and in pickers: the name, then the login."""
+    name = f"{user.first_name or ''}{user.last_name or ''}".strip()
+    return f"{name} ({user.username})" if name else user.username

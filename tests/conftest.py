@@ -14,6 +14,9 @@ import uuid
 import psycopg
 import pytest
 
+# The shared scene (tests/scene.py): its fixtures are available to every test module.
+pytest_plugins = ["tests.scene"]
+
 PG_SERVER = os.environ.get("DESK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("DESK_TEST_REDIS", "redis://127.0.0.1:6379/15")
 PASSWORD = "Desk-Test-Pass-12"

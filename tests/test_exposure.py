@@ -21,11 +21,9 @@ read. A resource registered later is walked without editing this file.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import re
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -33,269 +31,20 @@ from sqlalchemy import select
 from app import roles as R
 from models.visibility import READER_ROLES
 from tests import conftest as cf
+from tests.scene import CONSULT_SECRET, api_client
 from views.registry import REGISTRY
 
-OWNER_ID = "110101199003074514"
-OWNER_PHONE = "13812345678"
-RESIDENT_ID = "440305198807150031"
-RESIDENT_PHONE = "13923456781"
-VISITOR_PHONE = "13634567812"
-CONTACT_PHONE = "13745678123"
-CONSULT_SECRET = "离婚财产分割咨询-绝密-7Q"
-REPLY_SECRET = "答复内容-绝密-7Q"
-WEBHOOK_TOKEN = "wh-token-9f8e7d6c5b4a"
-PAYER_SECRET = "付款人甲乙丙-7Q"
-DISPUTE_SECRET = "争议说明-绝密-7Q"
 ROLES = cf.ROLES
 
 
-# The scene lives in a database of its own: its secrets must not reach other tests' lists.
 @pytest.fixture(scope="module")
-def database_url():
-    url = cf.create_database("desk_exposure")
-    yield url
-    cf.drop_database(url)
+def app(scene_app):
+    return scene_app
 
 
 @pytest.fixture(scope="module")
-def app(database_url):
-    from celery import _state
-
-    previous = _state.get_current_app()
-    flask_app = cf.build_app(database_url)
-    yield flask_app
-    previous.set_current()
-
-
-@pytest.fixture(scope="module")
-def tokens(app):
-    return cf.login_tokens(app)
-
-
-def _client(app, token):
-    class C:
-        def get(self, url):
-            with app.app_context():
-                return app.test_client().get(url, headers={"Authorization": f"Bearer {token}"})
-
-        def post(self, url, **kw):
-            with app.app_context():
-                return app.test_client().post(url, headers={"Authorization": f"Bearer {token}"}, **kw)
-
-    return C()
-
-
-def _ok(resp, code=(200, 201)):
-    assert resp.status_code in code, resp.get_data(as_text=True)[:800]
-    return resp.json
-
-
-@pytest.fixture(scope="module")
-def scene(app, tokens):
-    """Seed one or more rows of every area, with the secrets above; returns what to look for."""
-    from flask_appbuilder.security.sqla.models import User
-
-    from app.extensions import db
-    from app.seed import renovation_fee_items, service_catalog
-    from models.archives import Building, Estate, Owner, Ownership, Resident, Unit, Vehicle
-    from models.base import acting_as
-    from models.desk import DutyShift, Notification, NotificationRoute
-    from models.fees import Bill, FeeItem
-    from models.payments import record_payment, refund
-    from models.services import ServiceItem
-
-    admin = _client(app, tokens["Admin"])
-    manager = _client(app, tokens["Manager"])
-    staff = _client(app, tokens["Staff"])
-    with app.app_context():
-        users = dict(db.session.execute(select(User.username, User.id)).all())
-        with acting_as(users["admin"]):
-            estate = Estate(code="EXPO", name="保密小区", phone="0755-26880000")
-            building = Building(estate=estate, code="1", name="1栋")
-            unit = Unit(building=building, code="1-1-101", floor=1, gross_area=Decimal("88.50"))
-            owner = Owner(name="保密业主", phone=OWNER_PHONE, id_number=OWNER_ID)
-            db.session.add_all([estate, building, unit, owner])
-            db.session.flush()
-            db.session.add_all(
-                [
-                    Ownership(unit_id=unit.id, owner_id=owner.id),
-                    Resident(
-                        unit_id=unit.id, owner_id=owner.id, name="保密住户", phone=RESIDENT_PHONE, id_number=RESIDENT_ID
-                    ),
-                    Vehicle(plate="粤B7Q001", unit_id=unit.id, owner_id=owner.id),
-                    DutyShift(
-                        user_id=users["staff"],
-                        estate_id=estate.id,
-                        starts_at=dt.datetime(2031, 1, 1, tzinfo=dt.UTC),
-                        ends_at=dt.datetime(2031, 1, 1, 8, tzinfo=dt.UTC),
-                        post="前台",
-                    ),
-                    NotificationRoute(
-                        role="Supervisor",
-                        channel="webhook",
-                        target=f"http://127.0.0.1:9/cgi-bin/webhook/send?key={WEBHOOK_TOKEN}",
-                        active=True,
-                    ),
-                ]
-            )
-            db.session.commit()
-            ids = {"estate": estate.id, "unit": unit.id, "owner": owner.id}
-            for username in ("admin", "manager", "supervisor", "staff", "committee"):
-                db.session.add(
-                    Notification(
-                        user_id=users[username],
-                        recipient=username,
-                        kind="warn",
-                        subject_type="estate",
-                        subject_id=estate.id,
-                        deadline_at=dt.datetime(2031, 1, 1, tzinfo=dt.UTC),
-                        title="通知",
-                        body="正文",
-                    )
-                )
-            db.session.commit()
-            renovation_fee_items()
-            service_catalog()
-
-    # Help requests: a confidential written consultation handled by the supervisor, a repair.
-    consult = _ok(
-        admin.post(
-            "/api/v1/ticket/",
-            json={
-                "kind": "consultation",
-                "channel": "phone",
-                "priority": "normal",
-                "unit": ids["unit"],
-                "owner": ids["owner"],
-                "visitor_name": "来电人",
-                "visitor_phone": VISITOR_PHONE,
-                "consult_mode": "oral",
-                "description": CONSULT_SECRET,
-                "reply": REPLY_SECRET,
-                "confidential": True,
-                "assignee": users["supervisor"],
-            },
-        )
-    )
-    repair = _ok(
-        staff.post(
-            "/api/v1/ticket/",
-            json={
-                "kind": "repair",
-                "channel": "phone",
-                "priority": "normal",
-                "unit": ids["unit"],
-                "visitor_phone": VISITOR_PHONE,
-                "description": "厨房水管漏水",
-                "responsibility": "common_area",
-            },
-        )
-    )
-    for to in ("acknowledged", "in_progress", "resolved"):
-        version = staff.get(f"/api/v1/ticket/{repair['id']}").json["result"]["version"]
-        staff.post(f"/api/v1/ticket/{repair['id']}/transition", json={"to": to, "version": version})
-
-    # Money: a bill with a dispute note, a payment with a payer, a refund.
-    with app.app_context():
-        with acting_as(users["admin"]):
-            item = FeeItem(code="EXPO-PF", name="物业服务费", kind="property_service")
-            db.session.add(item)
-            db.session.flush()
-            today = dt.date.today()
-            bill = Bill(
-                estate_id=ids["estate"],
-                unit_id=ids["unit"],
-                item_id=item.id,
-                period=f"{today:%Y-%m}",
-                source="expo:1",
-                quantity=Decimal(1),
-                unit_price=Decimal("300.00"),
-                amount=Decimal("300.00"),
-                issued_on=today,
-                due_date=today + dt.timedelta(days=30),
-                disputed=True,
-                dispute_note=DISPUTE_SECRET,
-            )
-            db.session.add(bill)
-            db.session.flush()
-            unit_row = db.session.get(Unit, ids["unit"])
-            payment = record_payment(db.session, unit_row, Decimal("500.00"), "cash", payer_name=PAYER_SECRET)
-            db.session.flush()
-            refund(db.session, unit_row, Decimal("10.00"), "退多收", method="cash")
-            db.session.commit()
-            receipt_no = payment.receipt_no
-            tap = db.session.execute(select(ServiceItem.id).where(ServiceItem.code == "R-TAP")).scalar()
-
-    # A paid service order charged to the unit's bill, a periodic subscription.
-    start = dt.datetime(2031, 5, 1, 2, tzinfo=dt.UTC)
-    order = _ok(
-        staff.post(
-            "/api/v1/service_order/",
-            json={
-                "item": tap,
-                "unit": ids["unit"],
-                "requested_start": start.isoformat(),
-                "requested_end": (start + dt.timedelta(hours=2)).isoformat(),
-            },
-        )
-    )
-    version = order["version"]
-    for action, body in (
-        ("schedule", {"assignee": users["staff"]}),
-        ("start", {}),
-        ("done", {"quantity": "1", "materials_amount": "12.34"}),
-        ("charge", {"charge_mode": "bill"}),
-    ):
-        resp = staff.post(f"/api/v1/service_order/{order['id']}/{action}", json={"version": version, **body})
-        version = _ok(resp).get("version", version)
-    _ok(
-        staff.post(
-            "/api/v1/service_subscription/",
-            json={
-                "item": tap,
-                "unit": ids["unit"],
-                "recurrence": "weekly",
-                "first_start": start.isoformat(),
-                "duration_minutes": 60,
-                "assignee": users["staff"],
-            },
-        )
-    )
-
-    # A renovation with its contact's phone, an inspection with a violation, an extension, a deduction.
-    from tests.test_renovation import application, pay_deposit
-
-    reno = _ok(staff.post("/api/v1/renovation/", json=application(ids["unit"], phone=CONTACT_PHONE)))
-    version = _ok(manager.post(f"/api/v1/renovation/{reno['id']}/approve", json={"version": reno["version"]}))["version"]
-    pay_deposit(app, reno["id"])
-    _ok(staff.post(f"/api/v1/renovation/{reno['id']}/start", json={"version": version}))
-    _ok(
-        staff.post(
-            "/api/v1/inspection/", json={"renovation": reno["id"], "findings": "拆改承重墙", "violation": True}
-        )
-    )
-    _ok(
-        staff.post(
-            "/api/v1/renovation_extension/",
-            json={"renovation": reno["id"], "new_end": (dt.date.today() + dt.timedelta(days=60)).isoformat(), "reason": "工期延误"},
-        )
-    )
-    _ok(staff.post("/api/v1/deposit_deduction/", json={"renovation": reno["id"], "amount": "50.00", "reason": "损坏公共设施"}))
-
-    with app.app_context():
-        hashes = [h for h in db.session.execute(select(User.password)).scalars() if h and len(h) > 20]
-    return {
-        "hashes": hashes,
-        "personal": [OWNER_ID, OWNER_PHONE, RESIDENT_ID, RESIDENT_PHONE, VISITOR_PHONE, CONTACT_PHONE],
-        "confidential": [CONSULT_SECRET, REPLY_SECRET],
-        # Strings that only a reader of that resource may ever see.
-        "records": {
-            "payment": [receipt_no, PAYER_SECRET],
-            "bill": [DISPUTE_SECRET],
-            "notification_route": [WEBHOOK_TOKEN],
-        },
-        "consult": consult["id"],
-    }
+def tokens(scene_tokens):
+    return scene_tokens
 
 
 # --- the walk -----------------------------------------------------------------------------------
@@ -401,7 +150,7 @@ WALKED: list[int] = []
 
 @pytest.mark.parametrize(("resource", "role"), CASES)
 def test_no_path_shows_what_the_role_may_not_see(app, tokens, scene, web, resource, role):
-    api = _client(app, tokens[role])
+    api = api_client(app, tokens[role])
     screen = cf.FreshContextClient(app, app.test_client())
     resp = screen.post("/login/", data={"username": role.lower(), "password": cf.PASSWORD})
     assert resp.status_code in (302, 303)
@@ -436,8 +185,8 @@ def test_the_walk_reached_every_resource_and_the_seed_is_there(app, scene):
 
 def test_readers_see_the_confidential_consultation(app, tokens, scene):
     for role in ("Admin", "Manager", "Supervisor"):
-        body = _client(app, tokens[role]).get(f"/api/v1/ticket/{scene['consult']}").json["result"]
+        body = api_client(app, tokens[role]).get(f"/api/v1/ticket/{scene['consult']}").json["result"]
         assert body["description"] == CONSULT_SECRET, role
-    body = _client(app, tokens["Staff"]).get(f"/api/v1/ticket/{scene['consult']}").json["result"]
+    body = api_client(app, tokens["Staff"]).get(f"/api/v1/ticket/{scene['consult']}").json["result"]
     assert body["description"] != CONSULT_SECRET
     assert body["number"]  # the record itself is not hidden: its existence is in the registers

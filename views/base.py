@@ -17,7 +17,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 import jsonschema
-from flask import abort, current_app, flash, g, make_response, request
+from flask import abort, current_app, flash, g, make_response, redirect, request, url_for
 from flask_appbuilder import ModelRestApi, ModelView
 from flask_appbuilder.api import merge_response_func, rison, safe
 from flask_appbuilder.api.schemas import get_list_schema
@@ -307,10 +307,36 @@ class DeskModelView(ImportMixin, ModelView):
     @has_access
     def edit(self, pk):
         g.desk_form_status = 200
+        if request.method == "GET":
+            item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
+            refusal = self.edit_refusal(item) if item is not None else None
+            if refusal:
+                # A record that cannot be edited now shows no form: its page says why.
+                flash(refusal, "warning")
+                return redirect(url_for(f"{type(self).__name__}.show", pk=pk))
         widgets = self._edit(self._deserialize_pk_if_composite(pk))
         if not widgets:
             return self.post_edit_redirect()
         return self._render_form(self.edit_template, self.edit_title, widgets, g.desk_form_status)
+
+    def edit_refusal(self, item) -> str | None:
+        """Why ``item`` cannot be edited now, or None: a final state the model declares
+        (``__final__``), or the resource's own update rule refusing the record as it stands."""
+        spec = getattr(type(item), "__final__", None)
+        if spec is not None:
+            current = getattr(item, spec.column, None)
+            archived = any(getattr(item, k, None) is not None for k in spec.filled)
+            if current in spec.states or archived:
+                return str(spec.message(current, archived))
+        session = self.datamodel.session
+        try:
+            with session.no_autoflush:
+                self.pre_update(item)
+        except FieldErrors as e:
+            return "; ".join(m for msgs in e.errors.values() for m in msgs)
+        finally:
+            session.expire(item)  # whatever the rule touched is read again from the database
+        return None
 
     def _blank_text_is_null(self, form) -> None:
         """A text box left empty is no value (NULL), as the record had it: WTForms hands over ""
@@ -374,7 +400,9 @@ class DeskModelView(ImportMixin, ModelView):
             abort(404)
         pk = self.datamodel.get_pk_value(item)
         if request.method == "POST":
-            form = self.edit_form.refresh(request.form)
+            # With the record as well: fields compare with what was stored (a time shown to the minute
+            # keeps its seconds; views/fields.py).
+            form = self.edit_form(formdata=request.form, obj=item)
             self._fill_form_exclude_cols(exclude_cols, form)
             form._id = pk
             read_version = form["version"].data if "version" in form else None
@@ -644,6 +672,13 @@ class DeskModelRestApi(ModelRestApi):
             ):
                 msg = T("应为关联记录的编号（整数）", "Must be the id (a whole number) of a related record")
                 errors[key] = [str(msg)]
+                continue
+            # A person is one of the working staff (views/lookups.py), on the API as in the pickers.
+            from views.lookups import MSG_NOT_WORKING, is_choosable
+
+            related = self.datamodel.get_related_model(key)
+            if not all(is_choosable(self.datamodel.session, related, int(v)) for v in values):
+                errors[key] = [str(MSG_NOT_WORKING)]
         return errors
 
     def post_headless(self):
@@ -808,6 +843,9 @@ def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -
 
 
 def build_view(resource: Resource) -> type[DeskModelView]:
+    from views.lookups import person_lookups
+
+    person_lookups(resource)
     datamodel = DeskInterface(resource.model)
     labels = {c: resource.label_of(c) for c in resource.all_columns()}
     personal = resource.personal_columns()
@@ -867,8 +905,8 @@ def build_view(resource: Resource) -> type[DeskModelView]:
     return type(f"{resource.class_stem}View", (*resource.view_mixins, DeskModelView), attrs)
 
 
-def _absent_forms(resource: Resource, add_route: str, edit_route: str) -> set[str]:
-    absent = set()
+def _absent_forms(resource: Resource, add_route: str, edit_route: str, delete_route: str = "delete") -> set[str]:
+    absent = set() if resource.deletable else {delete_route}
     if not resource.writable or not resource.add_columns:
         absent.add(add_route)
     if not resource.writable or not resource.edit_columns:

@@ -1018,6 +1018,7 @@ register(
         model=Bill,
         label=T("账单", "Bills"),
         category="fees",
+        deletable=False,
         icon="fa-file-text-o",
         list_columns=[
             "period",
@@ -1116,6 +1117,7 @@ register(
         model=BillingRun,
         label=T("计费批次", "Billing runs"),
         category="fees",
+        deletable=False,
         icon="fa-calculator",
         list_columns=[
             "period",
@@ -1129,7 +1131,8 @@ register(
             "lines_total",
             "amount_total",
         ],
-        edit_columns=["period"],
+        # A run is a record of what was billed: started, never edited.
+        edit_columns=(),
         add_columns=["estate", "period"],
         show_columns=[
             "period",

@@ -12,6 +12,45 @@ from wtforms.validators import DataRequired, Optional
 from app.i18n import T
 
 MSG_NOT_FOUND = T("所选记录不存在", "The chosen record does not exist")
+MSG_NOT_WORKING = T("只能选择在职的管理处人员", "Choose an active member of the office's staff")
+
+
+def choosable_clause(model):
+    """What a picker of ``model`` may offer beyond "it exists": a person is an active member of a
+    working role (never the Committee, an administrator's account or the system user)."""
+    from flask_appbuilder.security.sqla.models import User
+
+    if isinstance(model, type) and issubclass(model, User):
+        from app.security import working_user_clause
+
+        return working_user_clause()
+    return None
+
+
+def is_choosable(session, model, pk) -> bool:
+    clause = choosable_clause(model)
+    if clause is None:
+        return True
+    return session.execute(select(model.id).where(model.id == pk, clause)).first() is not None
+
+
+def person_lookups(resource) -> None:
+    """Every relation to a person in a form is picked by typing among the working staff: a lookup
+    is added for each one the resource did not declare."""
+    from flask_appbuilder.security.sqla.models import User
+
+    from app.security import user_label
+    from views.registry import Lookup
+
+    declared = {lk.column for lk in resource.lookups}
+    added = []
+    for col in dict.fromkeys([*resource.edit_columns, *(resource.add_columns or ())]):
+        prop = getattr(getattr(resource.model, col, None), "property", None)
+        mapper = getattr(prop, "mapper", None)
+        if mapper is not None and issubclass(mapper.class_, User) and col not in declared:
+            added.append(Lookup(col, search=("username", "first_name", "last_name"), label=user_label))
+    if added:
+        resource.lookups = [*resource.lookups, *added]
 
 
 class LookupWidget:
@@ -56,6 +95,8 @@ class LookupField(Field):
                 self.obj = None
             if self.obj is None:
                 raise ValueError(str(MSG_NOT_FOUND))
+            if not is_choosable(self._session(), self.related_model, self.obj.id):
+                raise ValueError(str(MSG_NOT_WORKING))
             self.data = self.obj
         else:
             self.obj = None
@@ -86,6 +127,9 @@ def lookup_response(resource, column: str):
     model = getattr(resource.model, column).property.mapper.class_
     term = (request.args.get("q") or "").strip()
     stmt = select(model).order_by(model.id).limit(20)
+    clause = choosable_clause(model)
+    if clause is not None:
+        stmt = stmt.where(clause)
     if term:
         # "1201" finds "3-2-1201": clerks type the part of a code they hear on the phone.
         stmt = stmt.where(or_(*[getattr(model, c).contains(term, autoescape=True) for c in lk.search]))

@@ -396,6 +396,7 @@ register(
         model=Payment,
         label=T("收款", "Payments"),
         category="fees",
+        deletable=False,
         icon="fa-money",
         list_columns=["receipt_no", "paid_at", "estate.name", "unit.code", "payer_name", "amount", "method", "status"],
         edit_columns=["note"],
@@ -458,9 +459,11 @@ register(
         model=Refund,
         label=T("退款", "Refunds"),
         category="fees",
+        deletable=False,
         icon="fa-undo",
         list_columns=["refunded_at", "unit.code", "amount", "method", "reason"],
-        edit_columns=["reason"],
+        # A refund is a financial record: recorded once, never edited.
+        edit_columns=(),
         add_columns=["unit", "amount", "method", "reason"],
         show_columns=[
             "refunded_at",
@@ -535,6 +538,7 @@ register(
         model=DunningNotice,
         label=T("催缴通知", "Dunning notices"),
         category="fees",
+        deletable=False,
         icon="fa-envelope-o",
         list_columns=[
             "issued_on",

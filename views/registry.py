@@ -86,6 +86,9 @@ class Resource:
     records: bool = True
     # The route the menu opens (``list``, or a mixin's route such as ``report``).
     menu_route: str = "list"
+    # False for records that are never deleted (financial records, applications, orders: they are
+    # voided or cancelled with a reason): no delete route, no delete button.
+    deletable: bool = True
 
     def __post_init__(self):
         if self.category not in CATEGORIES:

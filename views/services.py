@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.i18n import T, current_language
+from app.security import user_label, working_user_clause
 from models.base import utcnow
 from models.desk import Ticket
 from models.errors import Conflict, FieldErrors
@@ -69,7 +70,6 @@ ACTIONS = {
 }
 LIVE_STATUSES = ("requested", "scheduled", "in_progress")
 PAID_STATUSES = ("charged", "rated")
-USER_LOOKUP_LABEL = lambda u: f"{u.first_name}{u.last_name} ({u.username})"  # noqa: E731
 
 
 def _messages(e: FieldErrors) -> str:
@@ -186,8 +186,8 @@ def require_move(order: ServiceOrder, to: str) -> None:
 def schedule_order(session, order: ServiceOrder, data: dict) -> None:
     require_move(order, "scheduled")
     assignee_id = parse_id(data.get("assignee"), "assignee")
-    if session.get(User, assignee_id) is None:
-        raise _err("assignee", "没有这个员工", "No such staff member")
+    if session.execute(select(User.id).where(User.id == assignee_id, working_user_clause())).first() is None:
+        raise _err("assignee", "没有这个在职员工", "No such active staff member")
     start = parse_when(data.get("requested_start"), "requested_start") or order.requested_start
     end = parse_when(data.get("requested_end"), "requested_end")
     if end is None:
@@ -519,7 +519,7 @@ class ServiceOrderViewMixin(ServiceOrderRules):
         users = []
         if item.status in ("requested", "scheduled"):
             users = (
-                session.execute(select(User).where(User.active.is_(True)).order_by(User.username).limit(500))
+                session.execute(select(User).where(working_user_clause()).order_by(User.username).limit(500))
                 .scalars()
                 .all()
             )
@@ -1213,7 +1213,7 @@ register(
                 "每天的任务按周期生成未来若干天的服务单", "A daily job makes the orders of the coming days from this"
             ),
         },
-        lookups=[UNIT_LOOKUP, Lookup("assignee", search=("username", "first_name"), label=USER_LOOKUP_LABEL)],
+        lookups=[UNIT_LOOKUP, Lookup("assignee", search=("username", "first_name"), label=user_label)],
     )
 )
 
@@ -1252,6 +1252,7 @@ register(
         model=ServiceOrder,
         label=T("服务单", "Service orders"),
         category="services",
+        deletable=False,
         icon="fa-handshake-o",
         list_columns=[
             "number",
