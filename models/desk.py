@@ -504,6 +504,7 @@ class Ticket(AuditedModel):
         Index("ix_ticket_next_due_at", "next_due_at", postgresql_where="next_due_at IS NOT NULL"),
         Index("ix_ticket_status_kind", "status", "kind"),
         Index("ix_ticket_reported_at", "reported_at"),
+        Index("ix_ticket_received_at", "received_at"),  # the registers' and reports' ranges
         Index("ix_ticket_unit", "unit_id"),
         CheckConstraint("escalation_level BETWEEN 0 AND 2", name="ck_ticket_escalation_level"),
     )
@@ -575,6 +576,16 @@ class Ticket(AuditedModel):
     @classmethod
     def _received_expression(cls):
         return func.coalesce(cls.received_at, cls.reported_at)
+
+    @classmethod
+    def received_between(cls, start: dt.datetime, end: dt.datetime):
+        """``start <= received < end``, as conditions each index can serve (unlike the coalesce)."""
+        from sqlalchemy import and_, or_
+
+        return or_(
+            and_(cls.received_at >= start, cls.received_at < end),
+            and_(cls.received_at.is_(None), cls.reported_at >= start, cls.reported_at < end),
+        )
 
     @property
     def is_open(self) -> bool:

@@ -146,7 +146,7 @@ def range_args(rng: Range) -> dict:
 
 def in_range(rng: Range) -> list:
     """The WHERE conditions of a range on tickets: when they were received."""
-    conds = [Ticket.received >= rng.start, Ticket.received < rng.end]
+    conds = [Ticket.received_between(rng.start, rng.end)]
     if rng.estate_id is not None:
         conds.append(Ticket.estate_id == rng.estate_id)
     return conds

@@ -179,6 +179,8 @@ def upgrade():
         batch_op.add_column(sa.Column('received_late_reason', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('sla_basis', sa.String(length=120), nullable=True))
     op.execute("UPDATE ticket SET received_at = reported_at WHERE received_at IS NULL")
+    with op.batch_alter_table('ticket', schema=None) as batch_op:
+        batch_op.create_index('ix_ticket_received_at', ['received_at'], unique=False)
 
     with op.batch_alter_table('sla_policy', schema=None) as batch_op:
         batch_op.add_column(sa.Column('replaces_rule', sa.String(length=32), nullable=True))
@@ -211,6 +213,7 @@ def downgrade():
     with op.batch_alter_table('sla_policy', schema=None) as batch_op:
         batch_op.drop_column('replaces_rule')
     with op.batch_alter_table('ticket', schema=None) as batch_op:
+        batch_op.drop_index('ix_ticket_received_at')
         batch_op.drop_column('sla_basis')
         batch_op.drop_column('received_late_reason')
         batch_op.drop_column('received_at')
