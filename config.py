@@ -197,7 +197,8 @@ NOTIFY_LEASE_SECONDS = env("NOTIFY_LEASE_SECONDS", 120)
 NOTIFY_REDELIVER_AFTER_SECONDS = env("NOTIFY_REDELIVER_AFTER_SECONDS", 60)
 NOTIFY_MAX_ATTEMPTS = env("NOTIFY_MAX_ATTEMPTS", 20)
 WEBHOOK_TIMEOUT_SECONDS = env("WEBHOOK_TIMEOUT_SECONDS", 5)
-# Group-robot webhooks go to these hosts only (comma-separated): WeCom and DingTalk.
+# Group-robot webhooks go to these hosts only (comma-separated): WeCom and DingTalk. ``host`` means
+# https on port 443 only; ``host:port`` (or ``host:*``) allows that port, http or https.
 WEBHOOK_ALLOWED_HOSTS = env("WEBHOOK_ALLOWED_HOSTS", "qyapi.weixin.qq.com,oapi.dingtalk.com")
 # Periodic paid services: how many days ahead the daily job creates their orders.
 SERVICE_ORDER_HORIZON_DAYS = env("SERVICE_ORDER_HORIZON_DAYS", 14)

@@ -201,6 +201,10 @@ class FinalStates:
     filled: tuple[str, ...] = ()
     exits: Mapping[str, frozenset] = field(default_factory=dict)
     labels: Mapping = field(default_factory=dict)
+    # Links to other records that may still be filed on a final (not archived) record: they add to
+    # the file without changing what the record says (a closed complaint linked to the renovation
+    # that caused it).
+    annotations: frozenset = frozenset()
 
     def message(self, old_state, archived: bool):
         from app.i18n import T
@@ -293,10 +297,10 @@ def final_state_errors(session: Session, obj, deleting: bool = False) -> dict[st
         local = next(iter(rel.local_columns))
         if target_pk != row[local.name] and local.key not in changed:
             changed.append(rel.key)
-    allowed: set[str] = set()
+    allowed: set[str] = set() if archived else set(spec.annotations)
     new_state = state.dict.get(spec.column, old_state)
     if not archived and new_state != old_state and new_state in spec.exits:
-        allowed = {spec.column, *spec.exits[new_state]}
+        allowed |= {spec.column, *spec.exits[new_state]}
     return {key: [message] for key in changed if key not in allowed}
 
 
@@ -374,7 +378,9 @@ def _stamp_and_check(session: Session, flush_context, instances) -> None:
     for obj in list(session.new) + list(session.dirty):
         if not isinstance(obj, AuditedModel):
             continue
-        if obj in session.dirty and not session.is_modified(obj, include_collections=False):
+        # Not "in session.dirty": an earlier object's hook may have refreshed this one, taking it
+        # out of the dirty set; it must then be skipped, not stamped as an update.
+        if obj not in session.new and not session.is_modified(obj, include_collections=False):
             continue
         if obj not in session.new:
             # Before the model's own hooks: a refused change must leave no trace (no timeline entry).

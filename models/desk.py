@@ -37,6 +37,7 @@ from models.base import AuditedModel, BigId, FinalStates, UTCDateTime, utcnow
 from models.calendar import WorkCalendar
 from models.errors import FieldErrors
 from models.validators import check_phone
+from models.visibility import Confidential
 
 # --- vocabularies ----------------------------------------------------------------------------
 TICKET_KINDS = {
@@ -485,6 +486,9 @@ class Ticket(AuditedModel):
     )
 
     __personal__ = {"visitor_phone": "phone", "callback_phone": "phone"}
+    # Confidential matters stay confidential (DESIGN.md item 4): what was asked and answered is read
+    # by supervisors and managers, the handler and the clerk who recorded it, on every path.
+    __confidential__ = Confidential(flag="confidential", columns=("description", "reply"))
 
     # A closed, cancelled or archived request is what the registers print: read-only, except that
     # a closed one may be reopened (which resets its resolution and its resolve deadline).
@@ -498,6 +502,8 @@ class Ticket(AuditedModel):
             )
         },
         labels=STATUSES,
+        # A complaint found later to come from a renovation is linked to it, even once closed.
+        annotations=frozenset({"renovation_id", "renovation"}),
     )
 
     __table_args__ = (
@@ -1014,13 +1020,33 @@ class Notification(Model):
 
 
 def webhook_host_allowed(url: str) -> bool:
-    """The server posts to these hosts only: a robot URL typed in a form must not make the server
-    call into the office's own network (server-side request forgery)."""
+    """The server posts to these places only: a robot URL typed in a form must not make the server
+    call into the office's own network (server-side request forgery). An entry ``host`` allows
+    ``https://host`` on port 443 only; ``host:port`` that port (http or https), ``host:*`` any
+    port (test robots on loopback)."""
     from urllib.parse import urlsplit
 
-    host = (urlsplit(url).hostname or "").lower()
-    allowed = {h.strip().lower() for h in str(_config("WEBHOOK_ALLOWED_HOSTS", "")).split(",") if h.strip()}
-    return bool(host) and host in allowed
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        return False
+    if not host or parts.scheme not in ("http", "https") or parts.username or parts.password:
+        return False
+    for entry in str(_config("WEBHOOK_ALLOWED_HOSTS", "")).split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        name, _, allowed_port = entry.partition(":")
+        if name != host:
+            continue
+        if not allowed_port:
+            if parts.scheme == "https" and port in (None, 443):
+                return True
+        elif allowed_port == "*" or (port is not None and allowed_port == str(port)):
+            return True
+    return False
 
 
 class NotificationRoute(AuditedModel):

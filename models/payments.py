@@ -570,6 +570,20 @@ def void_payment(payment: Payment, reason: str | None, now: dt.datetime | None =
         .scalars()
         .all()
     )
+    # Money of this payment that was paid back (a renovation deposit refunded): voiding it too
+    # would give it back twice. Deposit refunds leave the prepaid balance alone, so ask directly.
+    refunded = session.execute(select(Refund.id).where(Refund.payment_id == payment.id).limit(1)).first()
+    if refunded is not None:
+        raise FieldErrors(
+            {
+                "status": [
+                    _msg(
+                        "该收款已有退款（如装修押金退还），不能作废",
+                        "Money of this payment was refunded (e.g. a renovation deposit); it cannot be voided",
+                    )
+                ]
+            }
+        )
     unallocated = Decimal(payment.amount) - sum((Decimal(a.amount) for a in active), Decimal(0))
     if prepaid_balance(session, payment.unit_id) - unallocated < 0:
         raise FieldErrors(

@@ -52,7 +52,7 @@ def test_config(database_url: str, **extra) -> dict:
         "CELERY_BROKER_URL": REDIS_URL,
         "CELERY_RESULT_BACKEND": REDIS_URL,
         # Test robots listen on loopback only; nothing is ever posted anywhere else.
-        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1:*,localhost:*",
     }
     cfg.update(extra)
     return cfg

@@ -111,6 +111,8 @@ def _may_read(role: str, resource: str) -> bool:
 
 def _forbidden(scene, role: str, resource: str) -> list[tuple[str, str]]:
     out = [("password hash", h) for h in scene["hashes"]]
+    # FAB translates an empty text with gettext(""): the catalogue's header, never for anyone.
+    out.append(("the gettext catalogue header", "Project-Id-Version"))
     if "personal" not in R.rights_of(role, resource):
         out += [("personal data", s) for s in scene["personal"]]
     if role not in READER_ROLES:

@@ -191,3 +191,34 @@ def test_every_declared_final_state_is_a_real_state_of_its_model():
             assert col in columns, (cls, col)
         for extra in spec.exits.values():
             assert set(extra) <= columns, (cls, extra)
+
+
+def test_a_closed_complaint_may_still_be_linked_to_its_renovation_and_nothing_else(app, api, make_unit):
+    """A declared annotation (``FinalStates.annotations``) files a link on a final record without
+    opening the record: the link is saved, every other change is still refused."""
+    from app.extensions import db
+    from app.seed import renovation_fee_items
+    from models.base import ReadOnlyRecord, acting_as, system_user_id
+    from models.desk import Ticket
+    from tests.test_renovation import application
+
+    ids = make_unit()
+    with app.app_context():
+        renovation_fee_items()
+    resp = api("Staff").post("/api/v1/renovation/", json=application(ids["unit"]))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    renovation_id = resp.json["id"]
+    pk = _ticket(api, ids, kind="complaint", description="楼上装修噪音")
+    _move(api, pk, "resolved")
+    _move(api, pk, "closed")
+    with app.app_context():
+        with acting_as(system_user_id(db.session)):
+            t = db.session.get(Ticket, pk)
+            t.renovation_id = renovation_id
+            db.session.commit()
+            assert db.session.get(Ticket, pk).renovation_id == renovation_id
+            t.description = "改写"
+            with pytest.raises(ReadOnlyRecord):
+                db.session.commit()
+            db.session.rollback()
+        db.session.remove()

@@ -123,7 +123,7 @@ def celery_worker(
         # The worker's own app refuses to start without a key of its own (app/factory.py).
         "DESK_SECRET_KEY": os.environ.get("DESK_SECRET_KEY") or "test-secret-key-that-is-long-enough-for-hs256",
         "DESK_TEST_QUEUE": queue,
-        "DESK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DESK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1:*,localhost:*",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

@@ -758,6 +758,7 @@ class DeskModelRestApi(ModelRestApi):
     @protect()
     @rison()
     @permission_name("export")
+    @_validated_list_args  # the same arguments as the list, checked the same way (400, never 500)
     def export(self, **kwargs):
         """Export the list, with the same filters and order as the list, as .xlsx.
         ---

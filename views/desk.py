@@ -87,11 +87,35 @@ class TicketViewMixin:
             form["received_at"].data = utcnow()
         return super()._get_add_widget(form=form, exclude_cols=exclude_cols, widgets=widgets)
 
+    @staticmethod
+    def _timeline(item) -> list:
+        """The ticket's timeline as the viewer may read it: a confidential request's content is
+        hidden from those who are not its readers."""
+        from types import SimpleNamespace
+
+        from models.visibility import may_read_row
+        from views.registers import CONFIDENTIAL, CONFIDENTIAL_EVENT_KINDS
+        from views.visibility import current_user
+
+        if may_read_row(item, current_user()):
+            return list(item.events)
+        return [
+            SimpleNamespace(
+                at=e.at,
+                kind=e.kind,
+                from_status=e.from_status,
+                to_status=e.to_status,
+                user=e.user,
+                body=str(CONFIDENTIAL) if e.kind in CONFIDENTIAL_EVENT_KINDS and e.body else e.body,
+            )
+            for e in item.events
+        ]
+
     def _show_widget_args(self, item) -> dict:
         return {
             "desk_basis": item.deadline_basis(self.datamodel.session),
             "desk_final": item.status in Ticket.__final__.states or item.archived_at is not None,
-            "desk_timeline": item.events,
+            "desk_timeline": self._timeline(item),
             "desk_next": sorted(TRANSITIONS.get(item.status, ())),
             "desk_statuses": STATUSES,
             "desk_event_kinds": EVENT_KINDS,

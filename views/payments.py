@@ -805,9 +805,9 @@ def _workbook(sheets: list[tuple[str, list[str], list[list]]], name: str):
             cell.font = Font(bold=True)
         for row in rows:
             ws.append([float(v) if isinstance(v, Decimal) else v for v in row])
-    buf = io.BytesIO()
-    wb.save(buf)
-    buf.seek(0)
+    from views.excel import workbook_bytes
+
+    buf = io.BytesIO(workbook_bytes(wb))
     stamp = dt.datetime.now(_tz()).strftime("%Y%m%d-%H%M")
     return send_file(
         buf,

@@ -7,7 +7,8 @@ as .xlsx, and the one-page form of a single ticket.
 
 A register covers the requests received (``received_at``; the recording time for rows without it)
 between two local (Asia/Shanghai) dates, both included: query arguments ``from`` and ``to`` (YYYY-MM-DD), ``register`` and optionally
-``estate`` (an estate id). Phones are masked and confidential matters read "（保密）" for users
+``estate`` (an estate id). Phones are masked for users without the personal right, and
+confidential matters read "（保密）" for users who are not their readers (models/visibility.py);
 without the ticket's personal right, as everywhere else.
 
 Routes (on the ticket screen, permissions in ``views.base.VIEW_PERMISSIONS``):
@@ -48,8 +49,12 @@ from models.desk import (
     Ticket,
 )
 from models.validators import mask_phone
+from models.visibility import may_read_row
+from views.visibility import current_user
 
 CONFIDENTIAL = T("（保密）", "(confidential)")
+# Timeline entries that carry what a confidential request says.
+CONFIDENTIAL_EVENT_KINDS = ("created", "reply", "note")
 MAX_DAYS = 366
 MIN_DATE, MAX_DATE = dt.date(1970, 1, 1), dt.date(2999, 12, 31)
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -295,7 +300,7 @@ def received_text(t: Ticket, tz) -> str:
 
 def ticket_line(t: Ticket, extra: dict, *, personal: bool, tz, cb: dict | None) -> dict:
     """One register line, as the viewer may see it."""
-    hidden = t.confidential and not personal
+    hidden = not may_read_row(t, current_user())
     phone = t.callback_phone or t.visitor_phone or extra.get("resident_phone") or extra.get("owner_phone")
     kind = _label(TICKET_KINDS, t.kind)
     if t.subkind:
@@ -423,9 +428,9 @@ def register_xlsx_bytes(name: str, rng: Range, lines: list[dict], estate: str | 
         heading = f"{estate}  {heading}"
     ws.oddHeader.center.text = heading
     ws.oddFooter.center.text = str(T("第 &P 页，共 &N 页", "Page &P of &N"))
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    from views.excel import workbook_bytes
+
+    return workbook_bytes(wb)  # what a caller typed is written as text, never as a formula
 
 
 # --- the form of one ticket ------------------------------------------------------------------
@@ -452,7 +457,7 @@ def form_fields(t: Ticket, *, personal: bool, tz, cb: dict | None, session=None)
     prints its label through ``coded_label``: the same vocabulary as the screens."""
     from views.desk import TICKET_LABELS as L
 
-    hidden = t.confidential and not personal
+    hidden = not may_read_row(t, current_user())
 
     def phone(v):
         return (v if personal else mask_phone(v)) or ""
@@ -520,11 +525,11 @@ def form_fields(t: Ticket, *, personal: bool, tz, cb: dict | None, session=None)
 
 
 def timeline(t: Ticket, *, personal: bool, tz) -> list[dict]:
-    hidden = t.confidential and not personal
+    hidden = not may_read_row(t, current_user())
     out = []
     for e in t.events:
         body = e.body or ""
-        if hidden and e.kind in ("created", "reply", "note") and body:
+        if hidden and e.kind in CONFIDENTIAL_EVENT_KINDS and body:
             body = str(CONFIDENTIAL)
         change = ""
         if e.to_status:
@@ -607,7 +612,7 @@ class TicketRegisterMixin:
         tz = display_tz()
         session = self.datamodel.session
         cb = latest_callbacks(session, select(Ticket.id).where(Ticket.id == t.id)).get(t.id)
-        hidden = t.confidential and not personal
+        hidden = not may_read_row(t, current_user())
         return self.render_template(
             "desk/print_form.html",
             t=t,
