@@ -118,20 +118,27 @@ def holidays_cmd(years):
 
 @desk.command("restore-tickets")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def restore_tickets_cmd(file):
+@click.option(
+    "--keep-years", type=int, default=None, help="Keep the restored tickets this many years (default RETENTION_KEEP_YEARS)."
+)
+def restore_tickets_cmd(file, keep_years):
     """Bring back tickets the retention job exported and deleted (their timeline, callbacks and
-    notifications too), with their ids; rows that exist are skipped."""
+    notifications too, and the links that were detached), with their ids; rows that exist are
+    skipped. Restored tickets start a new retention period, which is printed."""
     from app.extensions import db
     from jobs.retention import RetentionError, restore_file
     from models.base import acting_as, system_user_id
 
     try:
         with acting_as(system_user_id(db.session)):
-            counts = restore_file(db.session, file)
+            counts = restore_file(db.session, file, keep_years=keep_years)
     except RetentionError as e:
         raise click.ClickException(str(e)) from e
     for table, c in counts.items():
         click.echo(f"{table}: {c['restored']} restored, {c['skipped']} already present")
+    kept_until = counts.get("ticket", {}).get("kept_until")
+    if kept_until:
+        click.echo(f"restored tickets are kept until {kept_until} (the retention job purges them after that)")
 
 
 def register_cli(app: Flask) -> None:

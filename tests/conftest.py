@@ -58,6 +58,21 @@ def test_config(database_url: str, **extra) -> dict:
     return cfg
 
 
+def as_system(flask_app, fn):
+    """Run ``fn(session)`` in an app context as the system user (as a job does), commit, return."""
+    from app.extensions import db
+    from models.base import acting_as, system_user_id
+
+    with flask_app.app_context():
+        with acting_as(system_user_id(db.session)):
+            try:
+                out = fn(db.session)
+                db.session.commit()
+                return out
+            finally:
+                db.session.remove()
+
+
 def migrate_and_sync(app) -> None:
     from flask_migrate import upgrade
 

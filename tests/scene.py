@@ -52,14 +52,15 @@ def scene_tokens(scene_app):
 
 
 def api_client(app, token):
-    class C:
-        def get(self, url):
-            with app.app_context():
-                return app.test_client().get(url, headers={"Authorization": f"Bearer {token}"})
+    """A client sending the token, each request in an app context of its own (as in production)."""
 
-        def post(self, url, **kw):
-            with app.app_context():
-                return app.test_client().post(url, headers={"Authorization": f"Bearer {token}"}, **kw)
+    class C:
+        def __getattr__(self, method):
+            def call(url, **kw):
+                with app.app_context():
+                    return getattr(app.test_client(), method)(url, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+            return call
 
     return C()
 

@@ -103,7 +103,9 @@ def user_id(app, username: str) -> int:
 
 # --- the template ------------------------------------------------------------------------------
 def test_template_has_the_chinese_headers_and_an_example(web, estate):
-    resp = web("Committee").get("/unit/import/template.xlsx")  # read right is enough
+    # The template is for those who import (the write right); the Committee never imports.
+    assert web("Committee").get("/unit/import/template.xlsx").status_code == 403
+    resp = web("Staff").get("/unit/import/template.xlsx")
     assert resp.status_code == 200
     assert resp.mimetype.endswith("spreadsheetml.sheet")
     ws = load_workbook(io.BytesIO(resp.data)).worksheets[0]

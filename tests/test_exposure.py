@@ -192,3 +192,25 @@ def test_readers_see_the_confidential_consultation(app, tokens, scene):
     body = api_client(app, tokens["Staff"]).get(f"/api/v1/ticket/{scene['consult']}").json["result"]
     assert body["description"] != CONSULT_SECRET
     assert body["number"]  # the record itself is not hidden: its existence is in the registers
+
+
+def test_the_confidential_requests_edit_form_is_not_a_way_round(app, tokens, scene):
+    """Staff may edit requests, but not one it may not read: no form (it would show the content),
+    no save by the screen or the API."""
+    from tests.scene import api_client
+
+    pk = scene["consult"]
+    screen = cf.FreshContextClient(app, app.test_client())
+    screen.post("/login/", data={"username": "staff", "password": cf.PASSWORD})
+    resp = screen.get(f"/ticket/edit/{pk}")
+    assert resp.status_code == 302 and CONSULT_SECRET not in resp.get_data(as_text=True)
+    page = screen.get(resp.headers["Location"]).get_data(as_text=True)
+    assert CONSULT_SECRET not in page and f"/ticket/edit/{pk}" not in page
+    assert screen.post(f"/ticket/edit/{pk}", data={"kind": "consultation"}).status_code == 403
+    version = api_client(app, tokens["Manager"]).get(f"/api/v1/ticket/{pk}").json["result"]["version"]
+    resp = api_client(app, tokens["Staff"]).put(f"/api/v1/ticket/{pk}", json={"description": "x", "version": version})
+    assert resp.status_code == 403 and CONSULT_SECRET not in resp.get_data(as_text=True)
+    # A reader edits it as any other request.
+    manager = cf.FreshContextClient(app, app.test_client())
+    manager.post("/login/", data={"username": "manager", "password": cf.PASSWORD})
+    assert CONSULT_SECRET in manager.get(f"/ticket/edit/{pk}").get_data(as_text=True)

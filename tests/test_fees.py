@@ -354,9 +354,9 @@ def test_bill_dispute_and_late_fee_waiver(app, api, estate):
     assert resp.status_code == 200 and resp.json["late_fee_waived"] == "3.00"
     resp = api("Manager").post(f"{base}/waive", json={"amount": "7.01", "reason": "再减"})
     assert resp.status_code == 422
-    # Bills are never deleted.
+    # Bills are never deleted: no delete route.
     resp = api("Manager").delete(base)
-    assert resp.status_code == 422
+    assert resp.status_code == 405
     with app.app_context():
         bill = db.session.get(Bill, pk)
         assert bill.waive_reason == "疫情减免" and bill.disputed and bill.outstanding == bill.amount + Decimal("7.00")
@@ -420,11 +420,12 @@ def test_run_billing_form_starts_the_job(app, api, web, estate, monkeypatch):
         assert [(r.status, r.lines_created) for r in runs] == [("done", 2)]
         db.session.remove()
     version = api("Manager").get(f"/api/v1/billing_run/{run_id}").json["result"]["version"]
+    # A run is a record: no edit, no delete route at all.
     assert (
         api("Manager").put(f"/api/v1/billing_run/{run_id}", json={"period": "2033-06", "version": version}).status_code
-        == 422
+        == 405
     )
-    assert api("Manager").delete(f"/api/v1/billing_run/{run_id}").status_code == 422
+    assert api("Manager").delete(f"/api/v1/billing_run/{run_id}").status_code == 405
 
 
 def test_standard_screens(app, api, web, estate, uploads):

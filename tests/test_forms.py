@@ -250,3 +250,173 @@ def test_records_never_edited_show_no_edit_form(app, resource):
     if res.records:
         page = client.get(f"/{resource}/list/").get_data(as_text=True)
         assert f"/{resource}/edit/" not in page
+
+
+def _person_lookups():
+    from flask_appbuilder.security.sqla.models import User
+
+    out = []
+    for name, res in sorted(REGISTRY.items()):
+        for lk in res.lookups:
+            prop = getattr(getattr(res.model, lk.column, None), "property", None)
+            if getattr(prop, "mapper", None) is not None and issubclass(prop.mapper.class_, User):
+                out.append((name, lk.column))
+    return out
+
+
+def test_person_pickers_offer_the_working_staff_only(app):
+    """Every picker of a person, on every resource (declared or added by views/lookups.py): active
+    Managers, Supervisors and Staff; never the Committee, an administrator or the system user."""
+    from flask_appbuilder.security.sqla.models import User
+
+    from app.extensions import db
+
+    pickers = _person_lookups()
+    names = {name for name, _ in pickers}
+    assert {"ticket", "callback", "duty_shift", "service_subscription"} <= names, pickers
+    with app.app_context():
+        users = dict(db.session.execute(select(User.username, User.id)).all())
+    client = login(app, "Admin")
+    for resource, column in pickers:
+        got = {r["id"] for r in client.get(f"/{resource}/lookup/{column}?q=").json["results"]}
+        assert users["staff"] in got and users["supervisor"] in got and users["manager"] in got, (resource, column)
+        for outsider in ("admin", "committee", "system"):
+            assert users[outsider] not in got, (resource, column, outsider)
+
+
+def test_a_person_outside_the_working_staff_is_refused_by_the_api(app, scene_tokens):
+    from flask_appbuilder.security.sqla.models import User
+
+    from app.extensions import db
+    from tests.scene import api_client
+
+    with app.app_context():
+        users = dict(db.session.execute(select(User.username, User.id)).all())
+        ticket = db.session.execute(select(REGISTRY["ticket"].model).order_by(REGISTRY["ticket"].model.id.desc())).scalars().first()
+        pk, version = ticket.id, ticket.version
+        db.session.remove()
+    staff = api_client(app, scene_tokens["Staff"])
+    for outsider in ("committee", "admin", "system"):
+        resp = staff.put(f"/api/v1/ticket/{pk}", json={"assignee": users[outsider], "version": version})
+        assert resp.status_code == 422 and "assignee" in resp.json["message"], (outsider, resp.json)
+    resp = staff.put(f"/api/v1/ticket/{pk}", json={"assignee": users["staff"], "version": version})
+    assert resp.status_code == 200, resp.json
+
+
+@pytest.mark.parametrize("resource", EDITABLE)
+def test_the_detail_page_leads_to_the_edit_form_for_those_who_may_edit(app, resource):
+    pk, client, html = _row(app, resource)
+    if pk is None:
+        return  # nothing editable now: no button (checked by the final-record tests)
+    assert f"/{resource}/edit/{pk}" in client.get(f"/{resource}/show/{pk}").get_data(as_text=True)
+    if "read" in R.rights_of("Committee", resource):
+        page = login(app, "Committee").get(f"/{resource}/show/{pk}").get_data(as_text=True)
+        assert f"/{resource}/edit/" not in page
+
+
+ADDABLE = sorted(n for n, r in REGISTRY.items() if r.writable and r.records and r.add_columns)
+
+
+@pytest.mark.parametrize("resource", ADDABLE)
+def test_every_add_form_speaks_the_clerks_language(app, resource):
+    """No internal value on a form: no "__None" choice, no label left as a column name."""
+    client = login(app, "Admin")
+    page = client.get(f"/{resource}/add").get_data(as_text=True)
+    assert "__None</option>" not in page, resource
+    form = parse_form(page)
+    assert form.fields or form.kinds, resource
+    for col in REGISTRY[resource].add_columns:
+        label = str(REGISTRY[resource].label_of(col))
+        assert label in page, f"{resource}: the label of {col} is missing"
+
+
+def test_two_company_owners_without_id_numbers_both_save_unchanged(app):
+    """An empty optional text box is no value (NULL), not "": two owners without an ID number do
+    not collide on the unique index when their forms are saved as they are."""
+    from app.extensions import db
+    from models.archives import Owner
+    from models.base import acting_as, system_user_id
+
+    with app.app_context():
+        with acting_as(system_user_id(db.session)):
+            owners = [Owner(name=f"物业公司{i}", kind="company", phone="0755-26881234") for i in range(2)]
+            db.session.add_all(owners)
+            db.session.commit()
+            ids = [o.id for o in owners]
+        db.session.remove()
+    client = login(app, "Staff")
+    for pk in ids:
+        form = parse_form(client.get(f"/owner/edit/{pk}").get_data(as_text=True))
+        resp = client.post(f"/owner/edit/{pk}", data=form.fields)
+        assert resp.status_code == 302, errors_on(resp)
+    with app.app_context():
+        assert [db.session.get(Owner, pk).id_number for pk in ids] == [None, None]
+        db.session.remove()
+
+
+def test_integrity_errors_name_the_real_field_on_postgresql_and_sqlite(app, tmp_path):
+    """A write the database refuses (a NOT NULL, a unique index, a missing related row) is a 422
+    naming the field the form or API calls it, whatever the database says in its own words."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from app.extensions import db
+    from models.archives import Building, Estate
+    from models.desk import Callback
+    from tests.conftest import build_app
+    from views.datamodel import MSG_REQUIRED, MSG_UNIQUE, _field_from_integrity_error
+
+    def refused(flask_app, stmt, model):
+        with flask_app.app_context():
+            try:
+                db.session.execute(stmt)
+                db.session.flush()
+            except IntegrityError as exc:
+                return _field_from_integrity_error(exc, model)
+            finally:
+                db.session.rollback()
+                db.session.remove()
+        raise AssertionError("the database accepted it")
+
+    sqlite_app = build_app(f"sqlite:///{tmp_path / 'x.db'}")
+    for flask_app in (app, sqlite_app):
+        with flask_app.app_context():
+            estate = Estate.__table__
+            code = f"IE{uuid4_hex()}"
+            db.session.execute(insert(estate).values(code=code, name="甲", **stamp(db.session)))
+            db.session.commit()
+            db.session.remove()
+        field, msg = refused(flask_app, insert(Estate.__table__).values(code=code, name="乙", **stamp_of(flask_app)), Estate)
+        assert (field, msg) == ("code", MSG_UNIQUE), flask_app.config["SQLALCHEMY_DATABASE_URI"]
+        field, msg = refused(flask_app, insert(Callback.__table__).values(due_at=None, **stamp_of(flask_app)), Callback)
+        assert field in ("ticket", "due_at") and msg == MSG_REQUIRED, (field, flask_app.config["SQLALCHEMY_DATABASE_URI"])
+        field, _ = refused(
+            flask_app, insert(Building.__table__).values(code="1", name="x", estate_id=None, **stamp_of(flask_app)), Building
+        )
+        assert field == "estate" and not field.isdigit()
+
+
+def uuid4_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:6]
+
+
+def stamp(session) -> dict:
+    import datetime as dt
+
+    from models.base import system_user_id
+
+    now = dt.datetime.now(dt.UTC)
+    uid = system_user_id(session)
+    return {"version": 1, "created_at": now, "changed_at": now, "created_by_id": uid, "changed_by_id": uid}
+
+
+def stamp_of(flask_app) -> dict:
+    from app.extensions import db
+
+    with flask_app.app_context():
+        try:
+            return stamp(db.session)
+        finally:
+            db.session.remove()

@@ -13,22 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from models.base import AuditedModel, FinalStates
-
-
-def _ticket(api, ids, **extra) -> int:
-    body = {"kind": "other", "channel": "phone", "unit": ids["unit"], "description": "借梯子", **extra}
-    resp = api("Staff").post("/api/v1/ticket/", json=body)
-    assert resp.status_code == 201, resp.json
-    return resp.json["id"]
-
-
-def _get(api, pk) -> dict:
-    return api("Staff").get(f"/api/v1/ticket/{pk}").json["result"]
-
-
-def _move(api, pk, to, **extra):
-    resp = api("Staff").post(f"/api/v1/ticket/{pk}/transition", json={"to": to, "version": _get(api, pk)["version"], **extra})
-    assert resp.status_code == 200, resp.json
+from tests.test_issue9_desk_callbacks_print import _get, _move, _ticket
 
 
 def _closed(api, ids) -> int:

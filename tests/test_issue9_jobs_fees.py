@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import as_system
 from tests.test_issue9_jobs_beat import pg_app, sqlite_app  # noqa: F401  (module-scoped apps of their own)
 
 pytestmark = pytest.mark.services
@@ -25,18 +26,6 @@ def fees_app(request):
     return request.getfixturevalue("pg_app" if request.param == "postgresql" else "sqlite_app")
 
 
-def as_system(flask_app, fn):
-    from app.extensions import db
-    from models.base import acting_as, system_user_id
-
-    with flask_app.app_context():
-        with acting_as(system_user_id(db.session)):
-            try:
-                out = fn(db.session)
-                db.session.commit()
-                return out
-            finally:
-                db.session.remove()
 
 
 def estate_with_units(s, n: int):

@@ -13,6 +13,7 @@ import json
 import pytest
 from sqlalchemy import BigInteger, Column, ForeignKey, Integer, MetaData, String, Table, func, select, text, update
 
+from tests.conftest import as_system
 from tests.test_issue9_jobs_beat import new_ticket, new_unit, pg_app  # noqa: F401
 
 pytestmark = pytest.mark.services
@@ -20,18 +21,6 @@ pytestmark = pytest.mark.services
 UTC = dt.UTC
 
 
-def as_system(flask_app, fn):
-    from app.extensions import db
-    from models.base import acting_as, system_user_id
-
-    with flask_app.app_context():
-        with acting_as(system_user_id(db.session)):
-            try:
-                out = fn(db.session)
-                db.session.commit()
-                return out
-            finally:
-                db.session.remove()
 
 
 def archived_tickets(flask_app, n: int, archived: dt.datetime) -> list[int]:

@@ -440,8 +440,8 @@ def test_payment_api_receipt_and_roles(app, db_session, unit, api, web):
     assert resp.status_code == 200 and resp.json["status"] == "void"
     s.expire_all()
     assert bill.status == "open" and bill.paid_amount == 0
-    # Payments are records: no delete.
-    assert api("Manager").delete(f"/api/v1/payment/{pid}").status_code == 422
+    # Payments are records: voided, never deleted (no delete route).
+    assert api("Manager").delete(f"/api/v1/payment/{pid}").status_code == 405
 
 
 def test_reports_screens_and_xlsx(app, db_session, unit, web):

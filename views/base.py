@@ -32,6 +32,7 @@ from flask_appbuilder.const import (
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from flask_appbuilder.urltools import get_filter_args, get_order_args
+from flask_appbuilder.widgets import ShowWidget
 from marshmallow import ValidationError, validate
 from sqlalchemy import Boolean, Date, DateTime
 from wtforms import HiddenField, SelectField
@@ -177,6 +178,7 @@ API_PERMISSIONS = {
 MSG_PERSONAL_FILTER = T(
     "您的角色无权按个人信息（电话、证件号）筛选", "Your role may not filter by personal data (phone, ID number)"
 )
+MSG_NO_CHOICE = T("（不选）", "(none)")
 MSG_HIDDEN_FILTER = T("您的角色无权按此项筛选", "Your role may not filter by this column")
 MSG_VERSION_REQUIRED = T(
     "缺少版本号：请提交读取记录时得到的 version", "Missing version: send the version you read with the record"
@@ -236,10 +238,40 @@ def _with_matrix_extras(base_permissions):
 from views.excel import ImportMixin  # noqa: E402  (import screens; views/excel.py imports this module lazily)
 
 
+class DeskShowWidget(ShowWidget):
+    template = "desk/widgets/show.html"
+
+
+MSG_CONFIDENTIAL_EDIT = T(
+    "保密事项：只有主管、经理、处理人和登记人可以查看和修改",
+    "A confidential matter: only supervisors, managers, its handler and the clerk who recorded it may read or change it",
+)
+
+
+def final_refusal(item) -> str | None:
+    """Why a record cannot be edited by this user whatever is typed: its model declares it final
+    (``__final__``, models/base.py), or it is confidential and the user is not one of its readers
+    (an edit form would show what it says)."""
+    from models.visibility import may_read_row
+    from views.visibility import current_user
+
+    if not may_read_row(item, current_user()):
+        return str(MSG_CONFIDENTIAL_EDIT)
+    spec = getattr(type(item), "__final__", None)
+    if spec is None:
+        return None
+    current = getattr(item, spec.column, None)
+    archived = any(getattr(item, k, None) is not None for k in spec.filled)
+    if current in spec.states or archived:
+        return str(spec.message(current, archived))
+    return None
+
+
 class DeskModelView(ImportMixin, ModelView):
     resource: Resource
     method_permission_name = VIEW_PERMISSIONS
     list_template = "desk/list.html"
+    show_widget = DeskShowWidget
     # FAB's file download (no resource has FAB file columns; uploads are served by their own
     # routes, checked per record) and bulk actions (none are declared) are not served.
     exclude_route_methods = frozenset({"download", "action", "action_post"})
@@ -248,6 +280,19 @@ class DeskModelView(ImportMixin, ModelView):
         super().__init__(**kwargs)
         self.base_permissions = _with_matrix_extras(self.base_permissions)
         self.extra_args = {"desk_view": type(self).__name__, "desk_import": self.resource.importer is not None}
+
+    def _init_forms(self):
+        super()._init_forms()
+        # An optional relation's empty choice: WTForms shows an option with no text by its value
+        # ("__None"); it reads 不选 instead.
+        from flask_appbuilder.fields import QuerySelectField
+        from wtforms.fields.core import UnboundField
+
+        for form in (self.add_form, self.edit_form, self.search_form):
+            for attr in vars(form).values():
+                if isinstance(attr, UnboundField) and issubclass(attr.field_class, QuerySelectField):
+                    if attr.kwargs.get("allow_blank"):
+                        attr.kwargs["blank_text"] = MSG_NO_CHOICE
 
     def _forbidden_filter(self) -> T | None:
         """Why the list's filters are refused to this user: a filter on personal data without the
@@ -307,8 +352,14 @@ class DeskModelView(ImportMixin, ModelView):
     @has_access
     def edit(self, pk):
         g.desk_form_status = 200
+        item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
+        if item is not None and request.method == "POST":
+            from models.visibility import may_read_row
+            from views.visibility import current_user
+
+            if not may_read_row(item, current_user()):
+                abort(403, description=str(MSG_CONFIDENTIAL_EDIT))
         if request.method == "GET":
-            item = self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters)
             refusal = self.edit_refusal(item) if item is not None else None
             if refusal:
                 # A record that cannot be edited now shows no form: its page says why.
@@ -322,12 +373,9 @@ class DeskModelView(ImportMixin, ModelView):
     def edit_refusal(self, item) -> str | None:
         """Why ``item`` cannot be edited now, or None: a final state the model declares
         (``__final__``), or the resource's own update rule refusing the record as it stands."""
-        spec = getattr(type(item), "__final__", None)
-        if spec is not None:
-            current = getattr(item, spec.column, None)
-            archived = any(getattr(item, k, None) is not None for k in spec.filled)
-            if current in spec.states or archived:
-                return str(spec.message(current, archived))
+        final = final_refusal(item)
+        if final is not None:
+            return final
         session = self.datamodel.session
         try:
             with session.no_autoflush:
@@ -527,6 +575,7 @@ class DeskModelView(ImportMixin, ModelView):
             fieldsets = [(title, {**spec, "fields": [c for c in spec["fields"] if c in row]}) for title, spec in fieldsets]
         widgets["show"] = self.show_widget(
             pk=pk,
+            desk_editable=bool(self.edit_columns) and final_refusal(item) is None,
             label_columns=self.label_columns,
             include_columns=columns,
             value_columns=[row[c] for c in columns],
@@ -712,6 +761,11 @@ class DeskModelRestApi(ModelRestApi):
             return self.response_400(message="Request is not JSON")
         if not item:
             return self.response_404()
+        from models.visibility import may_read_row
+        from views.visibility import current_user
+
+        if not may_read_row(item, current_user()):
+            return self.response(403, message=str(MSG_CONFIDENTIAL_EDIT))
         payload = dict(request.json)
         read_version = payload.pop("version", None)
         numeric = self._numeric_errors(payload) or self._relation_errors(payload)

@@ -64,7 +64,7 @@ def _field_name(model, column: str) -> str:
         from sqlalchemy import inspect as sa_inspect
 
         for rel in sa_inspect(model).relationships:
-            if any(c.key == column for c in rel.local_columns):
+            if rel.direction.name == "MANYTOONE" and any(c.key == column for c in rel.local_columns):
                 return rel.key
     return column
 
@@ -86,7 +86,11 @@ def _field_from_integrity_error(exc: IntegrityError, model=None) -> tuple[str, T
                 return "id", MSG_REFERENCED
             m = re.search(r"Key \(([a-z_]+)\)", detail)
             return _field_name(model, m.group(1) if m else "id"), MSG_RELATED_MISSING
-        cols = _constraint_columns(constraint)
+        # "Key (estate_id, code)=(1, 3-2-1501) already exists.": the columns, whatever the
+        # constraint is called (a column's own unique flag gets PostgreSQL's name, not ours).
+        detail = getattr(diag, "message_detail", None) or ""
+        m = re.search(r"Key \(([^)]*)\)=", detail)
+        cols = [c.strip() for c in m.group(1).split(",")] if m else _constraint_columns(constraint)
         named = [c for c in cols if c != "estate_id"] or cols or ["id"]
         return _field_name(model, named[-1]), MSG_UNIQUE if sqlstate == "23505" else MSG_INVALID
     # SQLite: "NOT NULL constraint failed: callback.ticket_id", "UNIQUE constraint failed:
@@ -97,9 +101,11 @@ def _field_from_integrity_error(exc: IntegrityError, model=None) -> tuple[str, T
     if m:
         cols = _constraint_columns(m.group(1)) or ["id"]
         return _field_name(model, cols[-1]), MSG_INVALID
-    cols = [c for c in re.findall(r"\w+\.(\w+)", text_) if c != "estate_id"] or ["id"]
+    cols = re.findall(r"\w+\.(\w+)", text_) or ["id"]
     if "NOT NULL" in text_:
         return _field_name(model, cols[-1]), MSG_REQUIRED
+    # A unique key within an estate is about its other column (the code, not the estate).
+    cols = [c for c in cols if c != "estate_id"] or cols
     return _field_name(model, cols[-1]), MSG_UNIQUE if "UNIQUE" in text_ else MSG_INVALID
 
 

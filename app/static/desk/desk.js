@@ -58,7 +58,7 @@ $(function () {
 // Navbar bell: my unread in-app notifications (same-origin API; the session cookie is accepted).
 $(function () {
   var nav = $(".navbar-right").first();
-  if (!nav.length || $("#desk-bell").length) { return; }
+  if (!nav.length || $("#desk-bell").length || !$('meta[name="desk-signed-in"]').length) { return; }
   var item = $('<li id="desk-bell"><a href="/notification/list/" title="通知 / Notifications">' +
     '<i class="fa fa-bell"></i> <span class="badge desk-unread" style="display:none"></span></a></li>');
   nav.prepend(item);
