@@ -70,6 +70,9 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     )
     app.jinja_env.globals["_desk"] = T
     app.jinja_env.globals["desk_lang"] = _current_language
+    from app.security import working_people
+
+    app.jinja_env.globals["desk_people"] = working_people
     app.jinja_env.filters["desk_local"] = _local_time
 
     with app.app_context():

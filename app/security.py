@@ -242,3 +242,13 @@ def user_label(user) -> str:
     """How a person is named on screens and in pickers: the name, then the login."""
     name = f"{user.first_name or ''}{user.last_name or ''}".strip()
     return f"{name} ({user.username})" if name else user.username
+
+
+def working_people() -> list:
+    """The working staff as a form offers them (id and label), for the actions' person inputs."""
+    from types import SimpleNamespace
+
+    from app.extensions import db
+
+    users = db.session.execute(select(User).where(working_user_clause()).order_by(User.username).limit(500)).scalars()
+    return [SimpleNamespace(id=u.id, label=user_label(u)) for u in users]

@@ -41,6 +41,14 @@ from wtforms.validators import DataRequired, Optional
 from app.i18n import T
 from models.base import UTCDateTime
 from models.errors import Conflict, FieldErrors
+from views.actions import (
+    ActionApiMixin,
+    ActionViewMixin,
+    api_routes,
+    check_declaration,
+    permission_names,
+    screen_routes,
+)
 from views.datamodel import MSG_CONFLICT, DeskInterface, parse_int_key
 from views.registry import Resource
 from views.visibility import (
@@ -267,7 +275,7 @@ def final_refusal(item) -> str | None:
     return None
 
 
-class DeskModelView(ImportMixin, ModelView):
+class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
     resource: Resource
     method_permission_name = VIEW_PERMISSIONS
     list_template = "desk/list.html"
@@ -570,12 +578,19 @@ class DeskModelView(ImportMixin, ModelView):
         columns = visible(self.resource, self.show_columns)
         row = dict(zip(columns, self.datamodel.get_values_item(item, columns), strict=True))
         redact_values(self.datamodel.obj, [item], [row])
-        fieldsets = show_fieldsets or self.show_fieldsets
+        from views.detail import related_lists, sections_as_fieldsets
+
+        fieldsets = sections_as_fieldsets(self.resource, item, set(row)) or show_fieldsets or self.show_fieldsets
         if fieldsets:
             fieldsets = [(title, {**spec, "fields": [c for c in spec["fields"] if c in row]}) for title, spec in fieldsets]
         widgets["show"] = self.show_widget(
             pk=pk,
-            desk_editable=bool(self.edit_columns) and final_refusal(item) is None,
+            desk_editable=bool(self.edit_columns) and self.edit_refusal(item) is None,
+            desk_actions=self.offered_actions(item),
+            desk_links=self.offered_links(item),
+            desk_resource=self.resource.name,
+            desk_status=self.resource.choices.get("status", {}).get(getattr(item, "status", None)),
+            desk_related=related_lists(self.resource, item),
             label_columns=self.label_columns,
             include_columns=columns,
             value_columns=[row[c] for c in columns],
@@ -596,7 +611,7 @@ class DeskModelView(ImportMixin, ModelView):
 
 
 # --- REST API --------------------------------------------------------------------------------
-class DeskModelRestApi(ModelRestApi):
+class DeskModelRestApi(ActionApiMixin, ModelRestApi):
     resource: Resource
     method_permission_name = API_PERMISSIONS
     allow_browser_login = True
@@ -915,9 +930,11 @@ def build_view(resource: Resource) -> type[DeskModelView]:
     edit_columns = list(resource.edit_columns)
     if hasattr(resource.model, "version"):
         edit_columns.append("version")
+    check_declaration(resource)
     attrs = dict(
         resource=resource,
         datamodel=datamodel,
+        method_permission_name={**VIEW_PERMISSIONS, **permission_names(resource)},
         route_base=f"/{resource.name}",
         class_permission_name=resource.name,
         list_title=resource.label,
@@ -952,8 +969,9 @@ def build_view(resource: Resource) -> type[DeskModelView]:
         attrs["show_template"] = resource.show_template
     if not resource.writable:
         attrs["base_permissions"] = ["can_read", "can_export"]
+    attrs.update(screen_routes(resource))
     if not resource.records:
-        attrs["include_route_methods"] = _mixin_routes(resource.view_mixins)
+        attrs["include_route_methods"] = _mixin_routes(resource.view_mixins) | {a.name for a in resource.actions}
     # A record nobody adds (or edits) by hand has no such form: FAB would build one from every
     # column of the model.
     attrs["exclude_route_methods"] = DeskModelView.exclude_route_methods | _absent_forms(resource, "add", "edit")
@@ -990,6 +1008,7 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
     attrs = dict(
         resource=resource,
         datamodel=datamodel,
+        method_permission_name={**API_PERMISSIONS, **permission_names(resource)},
         resource_name=resource.name,
         class_permission_name=resource.name,
         list_title=resource.label,
@@ -1016,7 +1035,8 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
         attrs["order_columns"] = list(resource.order_columns)
     if not resource.writable:
         attrs["base_permissions"] = ["can_read", "can_export"]
+    attrs.update(api_routes(resource))
     if not resource.records:
-        attrs["include_route_methods"] = _mixin_routes(resource.api_mixins)
+        attrs["include_route_methods"] = _mixin_routes(resource.api_mixins) | {a.name for a in resource.actions}
     attrs["exclude_route_methods"] = _absent_forms(resource, "post", "put")
     return type(f"{resource.class_stem}Api", (*resource.api_mixins, DeskModelRestApi), attrs)

@@ -11,12 +11,9 @@ queued with its id.
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
-from flask import abort, current_app, flash, g, redirect, request, send_file, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.fieldwidgets import Select2ManyWidget
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
@@ -49,12 +46,11 @@ from models.payments import sync_bill_status
 from views.archives import UNIT_LOOKUP
 from views.datamodel import MSG_CONFLICT
 from views.excel import METER_READING_IMPORT
-from views.registry import Resource, register
+from views.registry import Action, Input, Link, Resource, register
+from views.uploads import send_stored
 
 MSG_DONE = T("已保存", "Saved")
 DOC_EXTENSIONS = {".pdf", ".ofd", ".jpg", ".jpeg", ".png", ".doc", ".docx", ".xls", ".xlsx"}
-MAX_DOC_BYTES = 10 * 1024 * 1024
-UPLOAD_SUBDIR = "fee_standard"
 
 
 def _messages(e: FieldErrors) -> str:
@@ -65,50 +61,6 @@ def _check_version(item, version) -> None:
     """Workflow routes accept the version the user read; a stale one is a conflict."""
     if version not in (None, "") and str(version) != str(item.version):
         raise Conflict(str(MSG_CONFLICT), current_version=item.version)
-
-
-# --- uploads ---------------------------------------------------------------------------------
-def upload_root() -> Path:
-    return Path(current_app.config["INSTANCE_DIR"]) / "uploads"
-
-
-def save_document(storage) -> str:
-    """Store an uploaded basis document under INSTANCE_DIR/uploads with a generated name; the
-    client's file name is never used as a path. Returns the stored (relative) name."""
-    ext = Path(storage.filename or "").suffix.lower()
-    if ext not in DOC_EXTENSIONS:
-        raise FieldErrors(
-            {
-                "basis_document": [
-                    str(
-                        T(
-                            f"依据文件须为 {'、'.join(sorted(DOC_EXTENSIONS))} 之一",
-                            f"The basis document must be one of {', '.join(sorted(DOC_EXTENSIONS))}",
-                        )
-                    )
-                ]
-            }
-        )
-    data = storage.stream.read(MAX_DOC_BYTES + 1)
-    if not data:
-        raise FieldErrors({"basis_document": [str(T("文件为空", "The file is empty"))]})
-    if len(data) > MAX_DOC_BYTES:
-        raise FieldErrors(
-            {"basis_document": [str(T("文件过大（最大 10 MB）", "The file is too large (10 MB at most)"))]}
-        )
-    folder = upload_root() / UPLOAD_SUBDIR
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"{uuid.uuid4().hex}{ext}"
-    (folder / name).write_bytes(data)
-    return f"{UPLOAD_SUBDIR}/{name}"
-
-
-def document_path(stored: str) -> Path | None:
-    root = upload_root().resolve()
-    path = (root / stored).resolve()
-    if root not in path.parents or not path.is_file():
-        return None
-    return path
 
 
 # --- fee items -------------------------------------------------------------------------------
@@ -241,47 +193,6 @@ class FeeStandardRules:
             raise FieldErrors({"status": [str(MSG_EDIT_DRAFT)]})
 
 
-def standard_action(session, std: FeeStandard, action: str, *, note=None, last_day=None, document=None):
-    """One lifecycle step, committed. Returns the standard (a new draft for ``new_revision``)."""
-    if action == "declare":
-        std.declare(document)
-    elif action == "approve":
-        std.approve(g.user.id, note=note)
-    elif action == "reject":
-        std.reject(note or "")
-    elif action == "retire":
-        std.retire(last_day)
-    elif action == "new_revision":
-        if std.status not in ("approved", "retired"):
-            raise FieldErrors(
-                {
-                    "status": [
-                        str(
-                            T("只有已批准或已停用的标准可以修订", "Only an approved or retired standard can be revised")
-                        )
-                    ]
-                }
-            )
-        rev = std.new_revision()
-        rev.revision = next_revision(session, std.item_id)
-        session.add(rev)
-        session.commit()
-        return rev
-    else:  # pragma: no cover - routes name the action
-        abort(404)
-    session.commit()
-    return std
-
-
-def _parse_day(value, field: str) -> dt.date | None:
-    if value in (None, ""):
-        return None
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise FieldErrors({field: [str(T("日期格式为 YYYY-MM-DD", "A date is YYYY-MM-DD"))]}) from None
-
-
 class UnitUsesFormMixin:
     """``unit_uses`` is a JSON list: a multi-select of UNIT_USES on the forms, labels in lists."""
 
@@ -306,288 +217,94 @@ class UnitUsesFormMixin:
 
 
 class FeeStandardViewMixin(UnitUsesFormMixin, FeeStandardRules):
-    def _act(self, pk, action: str):
-        session = self.datamodel.session
-        std = self.datamodel.get(pk, self._base_filters)
-        if std is None:
-            abort(404)
-        target = pk
-        try:
-            _check_version(std, request.form.get("version"))
-            document = None
-            if action == "declare" and request.files.get("document") and request.files["document"].filename:
-                document = save_document(request.files["document"])
-            result = standard_action(
-                session,
-                std,
-                action,
-                note=request.form.get("note") or None,
-                last_day=_parse_day(request.form.get("last_day"), "effective_to"),
-                document=document,
-            )
-            target = result.id
-            flash(str(MSG_DONE), "success")
-            if action in ("declare", "approve"):
-                for warning in result.billing_warnings():
-                    flash(warning, "warning")
-        except FieldErrors as e:
-            session.rollback()
-            flash(_messages(e), "danger")
-        except Conflict as e:
-            session.rollback()
-            flash(str(e), "danger")
-        return redirect(url_for(f"{type(self).__name__}.show", pk=target))
-
-    @expose("/declare/<int:pk>", methods=["POST"])
-    @has_access
-    def declare(self, pk):
-        return self._act(pk, "declare")
-
-    @expose("/approve/<int:pk>", methods=["POST"])
-    @has_access
-    def approve(self, pk):
-        return self._act(pk, "approve")
-
-    @expose("/reject/<int:pk>", methods=["POST"])
-    @has_access
-    def reject(self, pk):
-        return self._act(pk, "reject")
-
-    @expose("/retire/<int:pk>", methods=["POST"])
-    @has_access
-    def retire(self, pk):
-        return self._act(pk, "retire")
-
-    @expose("/new_revision/<int:pk>", methods=["POST"])
-    @has_access
-    def new_revision(self, pk):
-        return self._act(pk, "new_revision")
-
     @expose("/document/<int:pk>", methods=["GET"])
     @has_access
     def document(self, pk):
         std = self.datamodel.get(pk, self._base_filters)
-        path = document_path(std.basis_document) if std is not None and std.basis_document else None
-        if path is None:
-            abort(404)
-        return send_file(path, as_attachment=True, download_name=f"fee_standard_{pk}{path.suffix}")
-
-    @expose("/show/<pk>", methods=["GET"])
-    @has_access
-    def show(self, pk):
-        item = self.datamodel.get(pk, self._base_filters)
-        if item is None:
-            abort(404)
-        g.desk_show = {"item": item, "statuses": STANDARD_STATUSES}
-        return super().show(pk)
+        return send_stored(std.basis_document if std is not None else None, f"fee_standard_{pk}")
 
 
-_PK_PARAM = """
-          parameters:
-          - in: path
-            schema:
-              type: integer
-            name: pk"""
-
-
-class FeeStandardApiMixin(FeeStandardRules):
-    def _act(self, pk, action: str):
-        session = self.datamodel.session
-        std = self.datamodel.get(pk, self._base_filters)
-        if std is None:
-            return self.response_404()
-        if request.files or request.form:
-            body = request.form.to_dict()
-        else:
-            body = request.get_json(silent=True)
-            if body is None and not request.data:
-                body = {}
-            if not isinstance(body, dict):
-                return self.response_400(message="Request is not JSON")
-        try:
-            _check_version(std, body.get("version"))
-            note = body.get("note") if isinstance(body.get("note"), str) else None
-            document = None
-            if action == "declare" and request.files.get("document"):
-                document = save_document(request.files["document"])
-            result = standard_action(
-                session,
-                std,
-                action,
-                note=note,
-                last_day=_parse_day(body.get("last_day"), "effective_to"),
-                document=document,
-            )
-        except FieldErrors as e:
-            session.rollback()
-            return self.response_422(message=e.errors)
-        except Conflict as e:
-            session.rollback()
-            return self.response(409, message=str(e), version=e.current_version)
-        code = 201 if action == "new_revision" else 200
-        return self.response(
-            code,
-            id=result.id,
-            status=result.status,
-            revision=result.revision,
-            version=result.version,
-            # What would keep it from billing (an approval with none of these bills something).
-            warnings=result.billing_warnings(),
+def _new_revision(std: FeeStandard, session) -> FeeStandard:
+    """A change to an approved standard is a new draft revision (it supersedes this one once
+    approved)."""
+    if std.status not in ("approved", "retired"):
+        raise FieldErrors(
+            {"status": [str(T("只有已批准或已停用的标准可以修订", "Only an approved or retired standard can be revised"))]}
         )
+    rev = std.new_revision()
+    rev.revision = next_revision(session, std.item_id)
+    session.add(rev)
+    session.flush()
+    return rev
 
-    @expose("/<int:pk>/declare", methods=["POST"])
-    @protect()
-    @permission_name("declare")
-    def declare(self, pk):
-        """Declare a standard for approval (申报), with its basis document.
-        ---
-        post:
-          parameters:
-          - in: path
-            schema:
-              type: integer
-            name: pk
-          requestBody:
-            content:
-              multipart/form-data:
-                schema:
-                  type: object
-                  properties:
-                    document:
-                      type: string
-                      format: binary
-                    version:
-                      type: integer
-          responses:
-            200:
-              description: Declared
-            404:
-              $ref: '#/components/responses/404'
-            409:
-              description: Someone changed the standard first
-            422:
-              $ref: '#/components/responses/422'
-        """
-        return self._act(pk, "declare")
 
-    @expose("/<int:pk>/approve", methods=["POST"])
-    @protect()
-    @permission_name("approve")
-    def approve(self, pk):
-        """Approve a declared standard (Managers); refused (422 on effective_from) if it overlaps.
-        ---
-        post:
-          parameters:
-          - in: path
-            schema:
-              type: integer
-            name: pk
-          requestBody:
-            content:
-              application/json:
-                schema:
-                  type: object
-                  properties:
-                    note:
-                      type: string
-                    version:
-                      type: integer
-          responses:
-            200:
-              description: Approved
-            404:
-              $ref: '#/components/responses/404'
-            422:
-              $ref: '#/components/responses/422'
-        """
-        return self._act(pk, "approve")
+def _standard_answer(std, returned) -> dict:
+    record = returned if isinstance(returned, FeeStandard) else std
+    # What would keep it from billing (an approval with none of these bills something).
+    return {"revision": record.revision, "warnings": record.billing_warnings()}
 
-    @expose("/<int:pk>/reject", methods=["POST"])
-    @protect()
-    @permission_name("reject")
-    def reject(self, pk):
-        """Reject a declared standard, with the reason in ``note``.
-        ---
-        post:
-          parameters:
-          - in: path
-            schema:
-              type: integer
-            name: pk
-          requestBody:
-            content:
-              application/json:
-                schema:
-                  type: object
-                  properties:
-                    note:
-                      type: string
-                    version:
-                      type: integer
-          responses:
-            200:
-              description: Rejected
-            404:
-              $ref: '#/components/responses/404'
-            422:
-              $ref: '#/components/responses/422'
-        """
-        return self._act(pk, "reject")
 
-    @expose("/<int:pk>/retire", methods=["POST"])
-    @protect()
-    @permission_name("retire")
-    def retire(self, pk):
-        """Retire an approved standard, optionally from a last day (``last_day``, YYYY-MM-DD).
-        ---
-        post:
-          parameters:
-          - in: path
-            schema:
-              type: integer
-            name: pk
-          requestBody:
-            content:
-              application/json:
-                schema:
-                  type: object
-                  properties:
-                    last_day:
-                      type: string
-                      format: date
-                    version:
-                      type: integer
-          responses:
-            200:
-              description: Retired
-            404:
-              $ref: '#/components/responses/404'
-            422:
-              $ref: '#/components/responses/422'
-        """
-        return self._act(pk, "retire")
+def _warnings_of(std: FeeStandard, returned) -> list:
+    return std.billing_warnings()
 
-    @expose("/<int:pk>/new_revision", methods=["POST"])
-    @protect()
-    @permission_name("new_revision")
-    def new_revision(self, pk):
-        """Make a draft of the next revision; approving it supersedes this one.
-        ---
-        post:
-          parameters:
-          - in: path
-            schema:
-              type: integer
-            name: pk
-          responses:
-            201:
-              description: The new draft's id
-            404:
-              $ref: '#/components/responses/404'
-            422:
-              $ref: '#/components/responses/422'
-        """
-        return self._act(pk, "new_revision")
+
+NOTE = Input("note", T("审批意见", "Note"))
+STANDARD_ACTIONS = [
+    Action(
+        "declare",
+        T("申报（附依据文件）", "Declare (with the basis document)"),
+        method="declare",
+        inputs=[Input("document", T("依据文件", "Basis document"), kind="file", accept=tuple(sorted(DOC_EXTENSIONS)))],
+        when=lambda s: s.status in ("draft", "rejected"),
+        needs_version=False,
+        style="primary",
+        description=T("申报待批（附依据文件）", "Declare a standard for approval (申报), with its basis document"),
+        result=_standard_answer,
+        notices=lambda std: std.billing_warnings() if isinstance(std, FeeStandard) else [],
+    ),
+    Action(
+        "approve",
+        T("批准", "Approve"),
+        method=lambda std, user, note=None: std.approve(user.id, note=note),
+        inputs=[NOTE],
+        when=lambda s: s.status == "declared",
+        needs_version=False,
+        style="success",
+        description=T("批准已申报的标准", "Approve a declared standard; refused (422 on effective_from) if it overlaps"),
+        result=_standard_answer,
+    ),
+    Action(
+        "reject",
+        T("驳回", "Reject"),
+        method=lambda std, note=None: std.reject(note or ""),
+        inputs=[Input("note", T("驳回原因", "Reason"))],
+        when=lambda s: s.status == "declared",
+        needs_version=False,
+        style="warning",
+        description=T("驳回已申报的标准（写明原因）", "Reject a declared standard, with the reason in note"),
+        result=_standard_answer,
+    ),
+    Action(
+        "retire",
+        T("停用", "Retire"),
+        method="retire",
+        inputs=[Input("last_day", T("最后生效日（可空）", "Last effective day (optional)"), kind="date")],
+        when=lambda s: s.status == "approved",
+        needs_version=False,
+        description=T("停用已批准的标准", "Retire an approved standard (optionally from a last day)"),
+        result=_standard_answer,
+    ),
+    Action(
+        "new_revision",
+        T("新建修订版", "New revision"),
+        method=_new_revision,
+        when=lambda s: s.status in ("approved", "retired"),
+        needs_version=False,
+        creates="fee_standard",
+        description=T("新建修订版草稿", "Make a draft of the next revision; approving it supersedes this one"),
+        result=_standard_answer,
+    ),
+]
 
 
 STANDARD_LABELS = {
@@ -668,8 +385,9 @@ register(
         labels=STANDARD_LABELS,
         choices={"basis": BASES, "rounding": ROUNDINGS, "status": STANDARD_STATUSES},
         view_mixins=(FeeStandardViewMixin,),
-        api_mixins=(FeeStandardApiMixin,),
-        show_template="desk/fee_standard_show.html",
+        api_mixins=(FeeStandardRules,),
+        actions=STANDARD_ACTIONS,
+        links=[Link(T("下载依据文件", "Download the basis document"), "document", when=lambda s: bool(s.basis_document))],
         descriptions={
             "unit_price": T("最多 4 位小数", "At most 4 decimal places"),
             "effective_to": T("含当日；空为长期有效", "Inclusive; empty: open-ended"),

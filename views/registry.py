@@ -52,6 +52,104 @@ class Lookup:
 
 
 @dataclass
+class Input:
+    """One input of a workflow action, declared once for the API, the screen form and the spec."""
+
+    name: str
+    label: T
+    # text, textarea, date, datetime, decimal, int, bool, choice, person, file, files
+    kind: str = "text"
+    required: bool = False
+    # choice: {value: label}, or a function of the record (the states that may follow this one)
+    choices: dict[str, T] | Callable[[Any], dict[str, T]] | None = None
+    places: int = 2  # decimal: at most this many decimals (never rounded)
+    accept: Sequence[str] = ()  # file(s): the extensions allowed, e.g. (".pdf", ".jpg")
+    max_length: int = 2000
+    placeholder: T | None = None
+
+
+@dataclass
+class Action:
+    """A step in a record's life, declared once: the model method that does the work (the rule
+    stays in ``models/``), the right it needs, its inputs, when it is offered. ``views/actions.py``
+    builds from it the API endpoint ``POST /api/v1/<resource>/<pk>/<name>`` (with its OpenAPI
+    description), the screen route, the permission, the button and form on the detail page, the
+    version check (409), the error answers (422 naming the field) and the commit."""
+
+    name: str
+    label: T
+    # A method of the record, called with the inputs as keywords (and ``session`` / ``user`` when it
+    # takes them), or a function called the same way with the record first.
+    method: str | Callable
+    right: str = "write"  # the matrix right it needs: "write" or "approve"
+    inputs: Sequence[Input] = ()
+    # When the action is offered; a record it does not hold for is refused (422 naming its state).
+    when: Callable[[Any], bool] | None = None
+    # The version read with the record must be sent (a version sent is always checked).
+    needs_version: bool = True
+    confirm: T | None = None  # asked before the form is sent
+    style: str = "default"  # the button: primary, success, warning, danger, default
+    description: T | None = None  # one line for the OpenAPI description
+    screen_route: str | None = None  # defaults to the name: /<resource>/<name>/<pk>
+    api_route: str | None = None  # defaults to the name: /api/v1/<resource>/<pk>/<name>
+    # The method returns a new record (a revision, an order): 201, and the screen goes to it.
+    creates: str | None = None  # the resource of the record it creates
+    # Extra fields of the API's answer, from (record, what the method returned).
+    result: Callable[[Any, Any], dict] | None = None
+    # Extra lines shown after success (warnings), from what the method returned.
+    notices: Callable[[Any], list] | None = None
+
+    @property
+    def screen_path(self) -> str:
+        return self.screen_route or self.name
+
+    @property
+    def api_path(self) -> str:
+        return self.api_route or self.name
+
+
+@dataclass
+class Link:
+    """A button on the detail page to one of the screen's own GET routes (a print form, a
+    download), shown when ``when(record)`` holds and the user may use the route."""
+
+    label: T
+    route: str  # the view method's name; it takes the record's ``pk``
+    when: Callable[[Any], bool] | None = None
+    new_tab: bool = False
+
+
+@dataclass
+class Section:
+    """A part of the detail page: a title and its columns, shown when ``when(record)`` holds."""
+
+    title: T
+    columns: Sequence[str]
+    when: Callable[[Any], bool] | None = None
+
+
+@dataclass
+class Related:
+    """A list on the detail page: the rows of another resource that point at this record (through
+    ``via``, the foreign key column on them), or rows a function gives (``rows(record)`` ->
+    dicts), with their columns."""
+
+    label: T
+    resource: str | None = None
+    via: str | None = None
+    columns: Sequence[str] = ()
+    rows: Callable[[Any], list[dict]] | None = None
+    labels: dict[str, T] = field(default_factory=dict)  # for ``rows``' keys
+    limit: int = 50
+
+
+def moves_to(transitions: dict, target: str, column: str = "status") -> Callable[[Any], bool]:
+    """``when`` for an action that moves a record to ``target``: the model's transition table is
+    the single source of what may follow what."""
+    return lambda obj: target in transitions.get(getattr(obj, column), ())
+
+
+@dataclass
 class Resource:
     name: str  # REST resource and permission name, fixed in DESIGN.md
     model: type
@@ -89,6 +187,12 @@ class Resource:
     # False for records that are never deleted (financial records, applications, orders: they are
     # voided or cancelled with a reason): no delete route, no delete button.
     deletable: bool = True
+    # Workflow actions (``Action``), the detail page's sections (``Section``: the show page's
+    # fieldsets, each shown when it applies) and related lists (``Related``).
+    actions: Sequence[Action] = ()
+    links: Sequence[Link] = ()
+    sections: Sequence[Section] = ()
+    related: Sequence[Related] = ()
 
     def __post_init__(self):
         if self.category not in CATEGORIES:
@@ -96,7 +200,8 @@ class Resource:
         if self.add_columns is None:
             self.add_columns = list(self.edit_columns)
         if self.show_columns is None:
-            cols = list(dict.fromkeys([*self.list_columns, *self.edit_columns]))
+            shown = [c for s in self.sections for c in s.columns] or [*self.list_columns, *self.edit_columns]
+            cols = list(dict.fromkeys(shown))
             if hasattr(self.model, "created_at"):
                 cols += [
                     c
@@ -122,9 +227,19 @@ class Resource:
     def all_columns(self) -> list[str]:
         return list(
             dict.fromkeys(
-                [*self.list_columns, *self.edit_columns, *self.add_columns, *self.show_columns, *self.search_columns]
+                [
+                    *self.list_columns,
+                    *self.edit_columns,
+                    *self.add_columns,
+                    *self.show_columns,
+                    *self.search_columns,
+                    *[c for s in self.sections for c in s.columns],
+                ]
             )
         )
+
+    def action(self, name: str) -> Action:
+        return next(a for a in self.actions if a.name == name)
 
     def personal_columns(self) -> dict[str, str]:
         """column -> kind ('phone' / 'id') for every shown column that holds personal data."""

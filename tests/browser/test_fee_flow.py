@@ -117,7 +117,7 @@ def _workflow_step(page, form_class: str, note: str | None = None, document=None
 
 
 def _workflow_status(page) -> str:
-    return page.locator(".desk-fee-standard .panel-heading .label").inner_text().strip()
+    return page.locator(".desk-actions .desk-status").inner_text().strip()
 
 
 # --- the flow --------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_fee_from_standard_to_receipt(app, page, new_page, login, estate, artifa
     assert re.match(rf"^/fee_standard/show/{std_id}$", urlsplit(manager.url).path), manager.url
     assert _show_fields(manager).get("状态") == "已申报"
     assert _workflow_status(manager) == "已申报"
-    download = manager.locator(".desk-fee-standard a[href*='/fee_standard/document/']")
+    download = manager.locator(".desk-actions a[href*='/fee_standard/document/']")
     assert download.count() == 1, "no link to the basis document"
     doc = manager.request.get(download.get_attribute("href"))
     assert doc.status == 200 and doc.body() == basis.read_bytes(), f"document download: {doc.status}"

@@ -18,6 +18,11 @@ if ($.fn.select2 && DESK_LANG === "zh") {
 // content security policy allows none.
 $(document).on("click", "[data-desk-print]", function () { window.print(); });
 
+// Actions that ask first (views/registry.py Action.confirm).
+$(document).on("submit", "form[data-desk-confirm]", function (e) {
+  if (!window.confirm($(this).data("desk-confirm"))) { e.preventDefault(); }
+});
+
 // Relation fields picked by typing (views/lookups.py): 20 matches per request, never a whole table.
 $(function () {
   $("select.desk-lookup").each(function () {

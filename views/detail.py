@@ -1,0 +1,78 @@
+"""The detail page, from declarations: the resource's sections (each shown when it applies), its
+related lists, its actions (views/actions.py). Every value goes through the same visibility rules
+as the lists (views/visibility.py): what a role may not read is not on the page."""
+
+from __future__ import annotations
+
+from flask import url_for
+from sqlalchemy import select
+
+from views.registry import REGISTRY, Related, Resource
+
+
+def sections_as_fieldsets(resource: Resource, item, shown: set[str]) -> list | None:
+    """FAB fieldsets for the record: the sections that apply to it, with the columns it may see."""
+    if not resource.sections:
+        return None
+    sets = []
+    for section in resource.sections:
+        if section.when is not None and not section.when(item):
+            continue
+        cols = [c for c in section.columns if c in shown]
+        if cols:
+            sets.append((section.title, {"fields": cols, "expanded": True}))
+    return sets
+
+
+def _cell(res: Resource, obj, col: str):
+    from views.excel import resolve
+    from views.fields import show_value
+
+    value = resolve(obj, col)
+    if col in res.choices and value in res.choices[col]:
+        value = res.choices[col][value]
+    return show_value(value)
+
+
+def related_lists(res: Resource, item) -> list[dict]:
+    """The related lists of a record's detail page, as the user may see them."""
+    from views.base import rights, sees_personal
+    from views.visibility import mask_value, redact_values, visible
+
+    blocks = []
+    for rel in res.related:
+        if rel.rows is not None:
+            rows = rel.rows(item)
+            cols = list(rel.columns)
+            blocks.append(
+                {
+                    "label": rel.label,
+                    "headers": [rel.labels.get(c, c) for c in cols],
+                    "rows": [{"cells": [row.get(c, "") for c in cols], "url": row.get("_url")} for row in rows],
+                }
+            )
+            continue
+        other = REGISTRY[rel.resource]
+        if "read" not in rights(other.name):
+            continue
+        cols = visible(other, list(rel.columns))
+        model = other.model
+        from app.extensions import db
+
+        stmt = select(model).where(getattr(model, rel.via) == item.id).order_by(model.id.desc()).limit(rel.limit)
+        for flt in other.base_filters:  # the same rows the other resource's list would show
+            column, _cls, _value = flt
+            if _cls.__name__ == "FilterIsNull":
+                stmt = stmt.where(getattr(model, column).is_(None))
+        objs = db.session.execute(stmt).scalars().all()
+        values = redact_values(model, objs, [{c: _cell(other, o, c) for c in cols} for o in objs])
+        personal = {} if sees_personal(other.name) else other.personal_columns()
+        rows = []
+        for obj, row in zip(objs, values, strict=True):
+            cells = [mask_value(personal[c], row[c]) if c in personal else row[c] for c in cols]
+            rows.append({"cells": cells, "url": url_for(f"{other.class_stem}View.show", pk=obj.id)})
+        blocks.append({"label": rel.label, "headers": [other.label_of(c) for c in cols], "rows": rows})
+    return blocks
+
+
+__all__ = ["Related", "related_lists", "sections_as_fieldsets"]
