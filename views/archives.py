@@ -16,7 +16,7 @@ from models.archives import (
     Unit,
     Vehicle,
 )
-from views.excel import UNIT_IMPORT
+from models.imports import UNIT_IMPORT
 from views.registry import Lookup, Resource, register
 
 UNIT_LOOKUP = Lookup("unit", search=("code",), label=lambda u: f"{u.code}")
