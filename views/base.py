@@ -187,6 +187,7 @@ MSG_PERSONAL_FILTER = T(
     "您的角色无权按个人信息（电话、证件号）筛选", "Your role may not filter by personal data (phone, ID number)"
 )
 MSG_NO_CHOICE = T("（不选）", "(none)")
+MSG_ONE_OF = T("取值无效，可选值：{choices}", "Must be one of: {choices}")
 MSG_HIDDEN_FILTER = T("您的角色无权按此项筛选", "Your role may not filter by this column")
 MSG_VERSION_REQUIRED = T(
     "缺少版本号：请提交读取记录时得到的 version", "Missing version: send the version you read with the record"
@@ -1004,7 +1005,10 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
     show_columns = ["id", *[c for c in resource.show_columns if c != "id"]]
     if hasattr(resource.model, "version") and "version" not in show_columns:
         show_columns.append("version")
-    validators = {col: validate.OneOf(list(choices)) for col, choices in resource.choices.items()}
+    # The message is resolved per request (T is lazy): Chinese by default, English on request.
+    validators = {
+        col: validate.OneOf(list(choices), error=MSG_ONE_OF) for col, choices in resource.choices.items()
+    }
     attrs = dict(
         resource=resource,
         datamodel=datamodel,
