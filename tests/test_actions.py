@@ -7,7 +7,8 @@ shared scene (tests/scene.py) through the generated API and screens:
 - bad input (a word for a date, a number or a choice; a person outside the staff): 422 naming the
   field, nothing changed;
 - the detail page offers the action's form exactly when the API would accept it: the role has the
-  right and the record is in a state the action is offered in.
+  right, may read the record (a confidential request: its readers only) and the record is in a
+  state the action is offered in.
 
 A resource or an action added later is walked without editing this file.
 """
@@ -35,6 +36,20 @@ def app(scene_app, scene):
 
 def _allowed(role: str, resource: str, action) -> bool:
     return RIGHT_WORDS[action.right] in R.rights_of(role, resource)
+
+
+def _readable(app, role: str, resource: str, pk: int) -> bool:
+    """May the role's test user read the record (models/visibility.py)? The API refuses the others."""
+    from flask_appbuilder.security.sqla.models import User
+
+    from app.extensions import db
+    from models.visibility import may_read_row
+
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.username == role.lower())).scalar_one()
+        readable = may_read_row(db.session.get(REGISTRY[resource].model, pk), user)
+        db.session.remove()
+    return readable
 
 
 def _rows(app, resource: str, n: int = 30) -> list:
@@ -110,6 +125,6 @@ def test_the_page_offers_the_action_exactly_when_the_api_would_take_it(app, reso
         client.post("/login/", data={"username": role.lower(), "password": cf.PASSWORD})
         for pk, _version, offered in rows:
             page = client.get(f"/{resource}/show/{pk}").get_data(as_text=True)
-            expected = _allowed(role, resource, action) and offered[name]
+            expected = _allowed(role, resource, action) and offered[name] and _readable(app, role, resource, pk)
             shown = f"desk-action {form}" in page
             assert shown == expected, f"{role} {resource}/{pk} {name}: shown={shown}, the API would accept={expected}"

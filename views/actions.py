@@ -98,6 +98,8 @@ def _parse_one(inp: Input, raw, obj, resource_name: str, files):
     if inp.kind == "bool":
         if isinstance(raw, bool):
             return raw
+        if raw is None and inp.required:  # must be said (the screen's checkbox sends "" unticked)
+            raise _err(inp.name, MSG_REQUIRED)
         return str(raw or "").strip().lower() in ("1", "y", "yes", "on", "true")
     text = raw if isinstance(raw, (int, float, Decimal)) and not isinstance(raw, bool) else _text(inp, raw)
     if text is None:
@@ -285,11 +287,16 @@ class ActionViewMixin:
         return out
 
     def offered_actions(self, obj) -> list[dict]:
-        """The detail page's actions for this user and this record: right held, ``when`` true."""
+        """The detail page's actions for this user and this record: right held, ``when`` true, and
+        the record one the user may read (``run_action`` refuses the others: 403)."""
+        from models.visibility import may_read_row
         from views.base import rights
+        from views.visibility import current_user
 
         held = rights(self.resource.name)
         offered = []
+        if not may_read_row(obj, current_user()):
+            return offered
         for action in self.resource.actions:
             if RIGHT_WORDS[action.right] not in held or (action.when is not None and not action.when(obj)):
                 continue
@@ -297,7 +304,7 @@ class ActionViewMixin:
                 {
                     "action": action,
                     "url": url_for(f"{type(self).__name__}.{action.name}", pk=obj.id),
-                    "inputs": [(inp, choices_of(inp, obj)) for inp in action.inputs],
+                    "inputs": [(inp, inp.offer(obj) if inp.offer else choices_of(inp, obj)) for inp in action.inputs],
                     "multipart": any(i.kind in ("file", "files") for i in action.inputs),
                     "version": getattr(obj, "version", None),
                 }

@@ -41,11 +41,14 @@ def related_lists(res: Resource, item) -> list[dict]:
 
     blocks = []
     for rel in res.related:
+        if rel.when is not None and not rel.when(item):
+            continue
         if rel.rows is not None:
             rows = rel.rows(item)
             cols = list(rel.columns)
             blocks.append(
                 {
+                    "name": rel.name,
                     "label": rel.label,
                     "headers": [rel.labels.get(c, c) for c in cols],
                     "rows": [{"cells": [row.get(c, "") for c in cols], "url": row.get("_url")} for row in rows],
@@ -71,7 +74,7 @@ def related_lists(res: Resource, item) -> list[dict]:
         for obj, row in zip(objs, values, strict=True):
             cells = [mask_value(personal[c], row[c]) if c in personal else row[c] for c in cols]
             rows.append({"cells": cells, "url": url_for(f"{other.class_stem}View.show", pk=obj.id)})
-        blocks.append({"label": rel.label, "headers": [other.label_of(c) for c in cols], "rows": rows})
+        blocks.append({"name": rel.name, "label": rel.label, "headers": [other.label_of(c) for c in cols], "rows": rows})
     return blocks
 
 

@@ -66,6 +66,9 @@ class Input:
     accept: Sequence[str] = ()  # file(s): the extensions allowed, e.g. (".pdf", ".jpg")
     max_length: int = 2000
     placeholder: T | None = None
+    # choice: what the form offers now, when it is fewer than what is taken (a ticket's status takes
+    # any status, and the model says why a move is refused; the form offers the ones that may follow)
+    offer: Callable[[Any], dict[str, T]] | None = None
 
 
 @dataclass
@@ -141,6 +144,8 @@ class Related:
     rows: Callable[[Any], list[dict]] | None = None
     labels: dict[str, T] = field(default_factory=dict)  # for ``rows``' keys
     limit: int = 50
+    when: Callable[[Any], bool] | None = None  # shown only when it applies to the record
+    name: str | None = None  # the block's CSS class is desk-<name>
 
 
 def moves_to(transitions: dict, target: str, column: str = "status") -> Callable[[Any], bool]:
