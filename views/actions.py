@@ -30,7 +30,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.i18n import T
 from models.errors import Conflict, FieldErrors
-from views.datamodel import MSG_BUSY, MSG_CONFLICT
+from views.datamodel import _CONTROL_CHARS, MSG_BUSY, MSG_CONFLICT, MSG_CONTROL, MSG_NUL
 from views.registry import Action, Input, Resource
 
 MSG_DONE = T("已办理", "Done")
@@ -43,6 +43,7 @@ MSG_NUMBER = T("应为数字", "Must be a number")
 MSG_WHOLE = T("应为整数", "Must be a whole number")
 MSG_NEGATIVE = T("不能为负数", "Must not be negative")
 MSG_TOO_LONG = T("内容过长（最多 {n} 字）", "Too long (at most {n} characters)")
+MSG_FLOAT = T("数值请以字符串或整数给出（浮点数不精确）", "Give the number as a string or an integer (a float is not exact)")
 RIGHT_WORDS = {"write": "write", "approve": "approve", "w": "write", "a": "approve"}
 
 
@@ -55,18 +56,15 @@ def state_refusal(resource: Resource, action: Action, obj) -> FieldErrors:
     status = getattr(obj, "status", None)
     label = resource.choices.get("status", {}).get(status, status)
     zh, en = getattr(label, "zh", str(label)), getattr(label, "en", str(label))
-    return FieldErrors(
-        {
-            "status": [
-                str(
-                    T(
-                        f"当前状态为「{zh}」，不能{action.label.zh}",
-                        f"The record is '{en}': '{action.label.en}' is not possible now",
-                    )
-                )
-            ]
-        }
-    )
+    zh, en = f"当前状态为「{zh}」，不能{action.label.zh}", f"The record is '{en}': '{action.label.en}' is not possible now"
+    table = getattr(action.when, "transitions", None)  # a ``moves_to``: say what may follow instead
+    if table is not None:
+        labels = resource.choices.get(action.when.column, {})
+        allowed = table.get(getattr(obj, action.when.column, None), ())
+        nxt = [labels.get(s, s) for s in [*labels, *sorted(set(allowed) - set(labels))] if s in allowed]
+        zh += "；可转为：" + ("、".join(getattr(x, "zh", str(x)) for x in nxt) or "无")
+        en += "; allowed next: " + (", ".join(getattr(x, "en", str(x)) for x in nxt) or "none")
+    return FieldErrors({"status": [str(T(zh, en))]})
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -80,6 +78,8 @@ def _text(inp: Input, raw) -> str | None:
     if not isinstance(raw, (str, int, float, Decimal)) or isinstance(raw, bool):
         raise _err(inp.name, MSG_CHOICE)
     text = str(raw).strip()
+    if _CONTROL_CHARS.search(text):  # PostgreSQL cannot store NUL; Excel exports refuse the rest
+        raise _err(inp.name, MSG_NUL if "\x00" in text else MSG_CONTROL)
     if len(text) > inp.max_length:
         raise _err(inp.name, str(MSG_TOO_LONG).format(n=inp.max_length))
     return text or None
@@ -101,6 +101,8 @@ def _parse_one(inp: Input, raw, obj, resource_name: str, files):
         if raw is None and inp.required:  # must be said (the screen's checkbox sends "" unticked)
             raise _err(inp.name, MSG_REQUIRED)
         return str(raw or "").strip().lower() in ("1", "y", "yes", "on", "true")
+    if inp.kind == "decimal" and isinstance(raw, float):  # a binary float is not an exact amount
+        raise _err(inp.name, MSG_FLOAT)
     text = raw if isinstance(raw, (int, float, Decimal)) and not isinstance(raw, bool) else _text(inp, raw)
     if text is None:
         if inp.required:
@@ -120,10 +122,10 @@ def _parse_one(inp: Input, raw, obj, resource_name: str, files):
     if inp.kind == "datetime":
         try:
             value = dt.datetime.fromisoformat(str(text).replace(" ", "T"))
-        except ValueError:
+            # A time typed on a screen is the office's local time; the API may send an offset.
+            return (value if value.tzinfo else value.replace(tzinfo=office_zone())).astimezone(dt.UTC)
+        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past the calendar
             raise _err(inp.name, MSG_DATETIME) from None
-        # A time typed on a screen is the office's local time; the API may send an offset.
-        return (value if value.tzinfo else value.replace(tzinfo=office_zone())).astimezone(dt.UTC)
     if inp.kind == "decimal":
         try:
             value = Decimal(str(text))
@@ -196,9 +198,11 @@ def perform(datamodel, resource: Resource, action: Action, obj, source: dict, fi
             data["session"] = session
         if "user" in params:
             data["user"] = g.user
-        returned = fn(**data)
-        session.commit()
-        return returned
+        returned = []
+        # The datamodel's commit: a lost race (stale version, key taken) is a 409 or a 422 naming
+        # the field, a value no column can hold a 422, never a 500.
+        datamodel._commit(lambda: returned.append(fn(**data)), obj)
+        return returned[0]
     except (FieldErrors, Conflict):
         session.rollback()
         raise

@@ -150,8 +150,14 @@ class Related:
 
 def moves_to(transitions: dict, target: str, column: str = "status") -> Callable[[Any], bool]:
     """``when`` for an action that moves a record to ``target``: the model's transition table is
-    the single source of what may follow what."""
-    return lambda obj: target in transitions.get(getattr(obj, column), ())
+    the single source of what may follow what. (It keeps the table, so that a refusal can say
+    what may follow instead: ``views.actions.state_refusal``.)"""
+
+    def when(obj) -> bool:
+        return target in transitions.get(getattr(obj, column), ())
+
+    when.transitions, when.target, when.column = transitions, target, column
+    return when
 
 
 @dataclass
