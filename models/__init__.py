@@ -13,6 +13,7 @@ from models.renovation import (
     RenovationExtension,
     RenovationInspection,
 )
+from models.scope import UserEstate
 from models.security import LoginSession
 from models.services import ServiceItem, ServiceOrder, ServiceSubscription
 
@@ -52,6 +53,7 @@ __all__ = [
     "Ticket",
     "TicketEvent",
     "Unit",
+    "UserEstate",
     "Vehicle",
     "acting_as",
     "utcnow",

@@ -1,0 +1,47 @@
+"""several estates: which estates each user works for
+
+Revision ID: scope0001
+Revises: reno0002
+Create Date: 2026-11-29 14:30:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+import models.base  # noqa: F401  (custom column types)
+
+
+# revision identifiers, used by Alembic.
+revision = 'scope0001'
+down_revision = 'reno0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        'user_estate',
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('estate_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+        sa.ForeignKeyConstraint(['estate_id'], ['estate.id'], ondelete='CASCADE'),
+        sa.ForeignKeyConstraint(['user_id'], ['ab_user.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('user_id', 'estate_id', name='uq_user_estate'),
+    )
+    with op.batch_alter_table('user_estate', schema=None) as batch_op:
+        batch_op.create_index('ix_user_estate_user_id', ['user_id'], unique=False)
+        batch_op.create_index('ix_user_estate_estate_id', ['estate_id'], unique=False)
+    # Everyone who already works here keeps seeing what they saw: every estate. Admins narrow it.
+    conn = op.get_bind()
+    users = conn.execute(sa.text("SELECT id FROM ab_user")).scalars().all()
+    if users:
+        conn.execute(
+            sa.text("INSERT INTO user_estate (user_id, estate_id) VALUES (:u, NULL)"), [{"u": u} for u in users]
+        )
+
+
+def downgrade():
+    with op.batch_alter_table('user_estate', schema=None) as batch_op:
+        batch_op.drop_index('ix_user_estate_estate_id')
+        batch_op.drop_index('ix_user_estate_user_id')
+    op.drop_table('user_estate')

@@ -1,0 +1,105 @@
+"""Which estates a user works for (issue 11: several estates, one company).
+
+A user is attached to one or more estates (``user_estate`` rows), or to every estate: a row with
+no estate, for company-level Managers; Admin always sees every estate. A user with no row sees no
+estate at all: access is given, never assumed.
+
+Resources declare once, in the registry, the path from their rows to an estate
+(``Resource.estate``, views/scope.py builds the SQL from it); this module answers "which estates"
+and builds that SQL for hand-written queries (registers, reports, jobs) too.
+"""
+
+from __future__ import annotations
+
+from flask_appbuilder import Model
+from flask_appbuilder.security.sqla.models import User
+from sqlalchemy import ForeignKey, Integer, UniqueConstraint, false, inspect, or_, select
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import BigId
+
+ADMIN_ROLE = "Admin"
+
+
+class UserEstate(Model):
+    __tablename__ = "user_estate"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    # None: every estate of the company.
+    estate_id: Mapped[int | None] = mapped_column(ForeignKey("estate.id", ondelete="CASCADE"), index=True)
+
+    user = relationship(User, viewonly=True)
+    estate = relationship("Estate", viewonly=True)
+
+    __table_args__ = (UniqueConstraint("user_id", "estate_id", name="uq_user_estate"),)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.estate_id or '*'}"
+
+
+# Loaded with the user, in the statement that loads the user and roles (app/security.py).
+User.desk_estates = relationship(UserEstate, viewonly=True, lazy="select")
+
+
+def estates_of(user) -> frozenset[int] | None:
+    """The ids of the estates ``user`` works for; None for every estate (Admin, company level)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return frozenset()
+    names = {r.name for r in getattr(user, "roles", None) or ()}
+    if ADMIN_ROLE in names:
+        return None
+    rows = getattr(user, "desk_estates", None) or ()
+    if any(r.estate_id is None for r in rows):
+        return None
+    return frozenset(r.estate_id for r in rows)
+
+
+# --- SQL from a path ------------------------------------------------------------------------------
+def scope_clause(model, path: str, estates: frozenset[int], optional: bool = False):
+    """SQL condition: rows of ``model`` whose estate, reached through ``path`` ("estate_id",
+    "unit.estate_id", "renovation.unit.estate_id", "estates" for a to-many relation to Estate,
+    "id" on the estate itself), is one of ``estates``. ``optional``: a row with no estate (a
+    company-wide one) matches too. Each hop is ``fk IN (SELECT id ...)`` on indexed keys."""
+    head, _, rest = path.partition(".")
+    attr = getattr(model, head)
+    prop = getattr(attr, "property", None)
+    mapper = getattr(prop, "mapper", None)
+    ids = sorted(estates)
+    if mapper is None:  # a column: the estate's id itself
+        clause = attr.in_(ids) if ids else false()
+        return or_(attr.is_(None), clause) if optional else clause
+    target = mapper.class_
+    inner = scope_clause(target, rest or "id", estates)
+    if prop.uselist:  # to-many: any related row in scope
+        clause = attr.any(inner)
+        return or_(~attr.any(), clause) if optional else clause
+    local = next(iter(prop.local_columns))
+    target_pk = inspect(target).primary_key[0]
+    clause = getattr(model, local.key).in_(select(target_pk).where(inner))
+    return or_(getattr(model, local.key).is_(None), clause) if optional else clause
+
+
+def estate_ids_of_row(obj, path: str) -> set[int | None]:
+    """The estates a row belongs to, walking ``path`` on the objects (for writes: where is this
+    record going). An empty set or ``{None}``: it belongs to no estate."""
+    nodes = [obj]
+    parts = path.split(".")
+    for part in parts:
+        nxt = []
+        for node in nodes:
+            value = getattr(node, part, None) if node is not None else None
+            if isinstance(value, (list, tuple, set)):
+                nxt.extend(value)
+            else:
+                nxt.append(value)
+        nodes = nxt
+    out = set()
+    for node in nodes:
+        if node is None or isinstance(node, int):
+            out.add(node)
+        else:  # the path ended on an Estate object (a to-many relation)
+            out.add(getattr(node, "id", None))
+    return out
