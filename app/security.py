@@ -19,6 +19,7 @@ from sqlalchemy.orm import joinedload
 
 from app import roles as R
 from models.base import utcnow
+from models.scope import UserEstate  # noqa: F401  (User.desk_estates is defined there)
 from models.security import LoginSession, credential_stamp, new_session_id
 
 # The key of the server-side session id in Flask's (signed) session cookie.
@@ -111,7 +112,12 @@ class DeskSecurityManager(SecurityManager):
         return (
             select(User)
             .where(User.id == int(pk))
-            .options(joinedload(User.roles), joinedload(User.groups).joinedload(Group.roles))
+            .options(
+                joinedload(User.roles),
+                joinedload(User.groups).joinedload(Group.roles),
+                # The estates the user works for (models/scope.py), in the same statement.
+                joinedload(User.desk_estates),
+            )
         )
 
     def load_user(self, pk):
