@@ -10,7 +10,7 @@ scope (estate x unit use) may not overlap in time.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 
 from flask_appbuilder import Model
 from sqlalchemy import (
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relat
 from app.i18n import T
 from models.archives import UNIT_USES
 from models.base import AuditedModel, UTCDateTime, utcnow
-from models.errors import FieldErrors
+from models.errors import Conflict, FieldErrors
 
 MONEY = Numeric(14, 2)
 PRICE = Numeric(14, 4)
@@ -215,12 +215,25 @@ class FeeItem(AuditedModel):
         if errors:
             raise FieldErrors(errors)
 
+    def refuse_delete(self, session: Session) -> None:
+        """An item with standards is kept (bills name it); it is deactivated instead."""
+        if session.execute(select(FeeStandard.id).where(FeeStandard.item_id == self.id).limit(1)).first():
+            raise FieldErrors(
+                {"code": [str(T("已有收费标准的项目不能删除，可停用", "An item with standards cannot be deleted; deactivate it"))]}
+            )
+
 
 fee_standard_estate = Table(
     "fee_standard_estate",
     Model.metadata,
     Column("fee_standard_id", ForeignKey("fee_standard.id", ondelete="CASCADE"), primary_key=True),
     Column("estate_id", ForeignKey("estate.id"), primary_key=True),
+)
+
+
+MSG_EDIT_DRAFT = T(
+    "只有草稿或被驳回的标准可以修改；已批准的标准请“新建修订版”",
+    "Only a draft or rejected standard can be changed; for an approved one make a new revision",
 )
 
 
@@ -284,6 +297,46 @@ class FeeStandard(AuditedModel):
             raise FieldErrors(errors)
 
     # --- life cycle ----------------------------------------------------------------------
+    def _check_unit_uses(self) -> None:
+        value = self.unit_uses
+        if not isinstance(value, list) or not value or not all(isinstance(u, str) and u in UNIT_USES for u in value):
+            codes = ", ".join(UNIT_USES)
+            raise FieldErrors(
+                {"unit_uses": [str(T(f"适用房屋用途为以下代码的列表：{codes}", f"A list of unit use codes: {codes}"))]}
+            )
+
+    def prepare_draft(self, session: Session) -> None:
+        """A new standard is a draft of its item's next revision."""
+        self._check_unit_uses()
+        self.status, self.supersedes_id = "draft", None
+        item_id = self.item_id or (self.item.id if self.item is not None else None)
+        if item_id is None:
+            raise FieldErrors({"item": [str(T("必填", "Required"))]})
+        self.revision = next_revision(session, item_id)
+
+    def refuse_change(self, deleting: bool = False) -> None:
+        """Only drafts and rejected standards are edited or deleted; an approved one is revised."""
+        if not deleting:
+            self._check_unit_uses()
+        from sqlalchemy import inspect
+
+        history = inspect(self).attrs.status.history
+        old_status = history.deleted[0] if history.deleted else self.status
+        if old_status not in ("draft", "rejected"):
+            raise FieldErrors({"status": [str(MSG_EDIT_DRAFT)]})
+
+    def revise(self, session: Session) -> FeeStandard:
+        """A change to an approved (or retired) standard: a new draft revision, added."""
+        if self.status not in ("approved", "retired"):
+            raise FieldErrors(
+                {"status": [str(T("只有已批准或已停用的标准可以修订", "Only an approved or retired standard can be revised"))]}
+            )
+        rev = self.new_revision()
+        rev.revision = next_revision(session, self.item_id)
+        session.add(rev)
+        session.flush()
+        return rev
+
     def declare(self, document: str | None = None, now: dt.datetime | None = None) -> None:
         if self.status not in ("draft", "rejected"):
             raise FieldErrors(
@@ -539,6 +592,24 @@ class BillingRun(AuditedModel):
     def __str__(self) -> str:
         return f"{self.period} #{self.id}"
 
+    def start(self, username: str) -> None:
+        """A run started on the form: its row is committed ``running`` and the job completes it."""
+        if self.estate is None and self.estate_id is None:
+            raise FieldErrors({"estate": [str(T("请选择小区", "Choose the estate"))]})
+        month_bounds(self.period or "")
+        self.status, self.started_by = "running", username[:64]
+        self.lines_created = self.lines_total = 0
+        self.amount_created = self.amount_total = Decimal(0)
+
+    @property
+    def reasons(self) -> list[T]:
+        """The explanation, one reason a line, each in both languages (the job stores "zh / en")."""
+        out = []
+        for line in (self.explanation or "").splitlines():
+            zh, _, en = line.partition(" / ")
+            out.append(T(zh.strip(), (en or zh).strip()))
+        return [r for r in out if r.zh]
+
 
 class Bill(AuditedModel):
     """One bill line: a unit, a fee item, a period, the standard version used, the amount."""
@@ -607,6 +678,69 @@ class Bill(AuditedModel):
         """What is still owed on this line: principal plus unwaived late fee, less payments."""
         return Decimal(self.amount) + Decimal(self.late_fee) - Decimal(self.late_fee_waived) - Decimal(self.paid_amount)
 
+    @property
+    def late_fee_left(self) -> Decimal:
+        """The late fee not yet waived: what a waiver may still take."""
+        return Decimal(self.late_fee) - Decimal(self.late_fee_waived)
+
+    # --- a Manager's steps: each under the unit's money lock, on the bill as it is now ---------
+    def _locked(self, session: Session) -> None:
+        read = self.version
+        lock_bill(session, self)
+        if self.version != read:  # a payment, a late-fee run or a waiver came first
+            raise Conflict(str(MSG_CHANGED), current_version=self.version)
+
+    def dispute(self, session: Session, disputed: bool, note: str | None = None) -> None:
+        """Mark the bill disputed (with what is disputed) or clear the dispute. A disputed bill is
+        not allocated automatically, late-feed or dunned."""
+        self._locked(session)
+        if not disputed and not self.disputed:
+            raise FieldErrors(
+                {"disputed": [str(T("该账单没有争议；标记争议请勾选“有争议”并写明说明", "The bill is not disputed; tick 'disputed' and describe it"))]}
+            )
+        set_disputed(self, disputed, note)
+
+    def waive(self, session: Session, amount, reason: str | None = None) -> None:
+        """Waive (part of) the late fee, with the reason kept."""
+        self._locked(session)
+        waive_late_fee(self, amount, reason)
+
+    def prepare_manual(self, session: Session) -> None:
+        """A one-off line added by hand (a charge with its own reference): estate, owner and
+        amount follow from the unit and the price; monthly lines come from billing runs only."""
+        from jobs.billing import _current_owners
+        from models.archives import Unit
+
+        errors = {}
+        self.source = (self.source or "").strip()
+        if not self.source:
+            errors["source"] = [
+                str(T("手工账单须填写来源单据号（月度账单由计费生成）", "A hand-made line needs its source reference"))
+            ]
+        unit = self.unit or (session.get(Unit, self.unit_id) if self.unit_id else None)
+        if unit is None:
+            errors["unit"] = [str(T("必填", "Required"))]
+        item = self.item or (session.get(FeeItem, self.item_id) if self.item_id else None)
+        if item is None:
+            errors["item"] = [str(T("必填", "Required"))]
+        if self.unit_price is None or Decimal(self.unit_price) < 0:
+            errors["unit_price"] = [str(T("单价不能为负数", "The unit price cannot be negative"))]
+        if self.quantity is not None and Decimal(self.quantity) <= 0:
+            errors["quantity"] = [str(T("数量须大于 0", "The quantity must be above 0"))]
+        if errors:
+            raise FieldErrors(errors)
+        first, nxt = month_bounds(self.period or "")
+        self.estate_id = unit.estate_id
+        self.billed_to_developer = unit.status == "unsold"
+        self.owner_id = None if self.billed_to_developer else _current_owners(session, [unit.id], first, nxt).get(unit.id)
+        self.quantity = Decimal(self.quantity or 1)
+        self.amount = round_money(self.quantity * Decimal(self.unit_price), "half_up_cent")
+        self.issued_on = local_today()
+        if self.due_date is None:
+            self.due_date = due_date_for(item, self.issued_on)
+        # An earlier due date than the payment term allows is refused by before_insert (due_date).
+        self.status = "open"
+
     def before_insert(self, session: Session) -> None:
         """Every bill made through the ORM gets the payment term rule (the set-based billing path
         applies the same ``due_date_for``)."""
@@ -648,6 +782,54 @@ class Bill(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.period} {self.item.name if self.item else ''} ¥{self.amount}"
+
+
+MSG_CHANGED = T(
+    "该账单已被他人修改（收款、滞纳金或减免），请刷新后再办理（本次操作未保存）",
+    "Someone changed this bill (a payment, a late fee or a waiver); reload it and try again (nothing was saved)",
+)
+
+
+def lock_bill(session: Session, bill: Bill) -> Bill:
+    """Take the unit's money lock (the one payments, voids, refunds and billing's prepaid use
+    take), then the bill's row, and read the bill as it is now: a waiver or a dispute decided on
+    amounts read before a concurrent payment or late-fee run would overwrite them."""
+    from models.payments import _lock_unit
+
+    _lock_unit(session, bill.unit_id)
+    session.execute(
+        select(Bill).where(Bill.id == bill.id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
+    return bill
+
+
+def set_disputed(bill: Bill, disputed: bool, note: str | None) -> None:
+    if disputed and not (note or "").strip():
+        raise FieldErrors({"dispute_note": [str(T("请写明争议内容", "Describe the dispute"))]})
+    bill.disputed = disputed
+    bill.dispute_note = (note or "").strip() or bill.dispute_note
+
+
+def waive_late_fee(bill: Bill, amount, reason: str | None) -> None:
+    """Waive (part of) a bill's late fee; the reason is required and kept."""
+    from models.payments import sync_bill_status
+
+    if not (reason or "").strip():
+        raise FieldErrors({"waive_reason": [str(T("减免须写明原因", "A waiver needs a reason"))]})
+    try:
+        value = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        raise FieldErrors({"amount": [str(T("金额无效", "Invalid amount"))]}) from None
+    if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2:
+        raise FieldErrors({"amount": [str(T("金额须大于 0，最多 2 位小数", "Above 0, at most 2 decimal places"))]})
+    if Decimal(bill.late_fee_waived) + value > Decimal(bill.late_fee):
+        raise FieldErrors(
+            {"amount": [str(T(f"减免超过滞纳金（{bill.late_fee}）", f"More than the late fee ({bill.late_fee})"))]}
+        )
+    bill.late_fee_waived = Decimal(bill.late_fee_waived) + value
+    bill.waive_reason = reason.strip()[:200]
+    # What is owed changed: a bill whose rest was only the waived fee is paid now.
+    sync_bill_status(bill)
 
 
 def next_revision(session: Session, item_id: int) -> int:

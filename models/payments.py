@@ -47,6 +47,12 @@ DUNNING_STAGES = {
 }
 
 
+MSG_PAYMENT_RECORD = T(
+    "收款是财务记录，不能修改金额或删除；录错请作废后重新收款",
+    "A payment is a financial record: it cannot be changed or deleted; void it and record it again",
+)
+
+
 class ReceiptCounter(AuditedModel):
     """The last receipt number used per estate and year; locked while a payment takes the next."""
 
@@ -92,6 +98,28 @@ class Payment(AuditedModel):
 
     def __str__(self) -> str:
         return self.receipt_no
+
+    def refuse_change(self) -> None:
+        """Only the note of a payment may change; its money is a record (void and record again)."""
+        from sqlalchemy import inspect
+
+        from models.errors import FieldErrors
+
+        state = inspect(self)
+        for col in ("amount", "method", "unit_id", "receipt_no", "status", "paid_at"):
+            if state.attrs[col].history.has_changes():
+                raise FieldErrors({col: [str(MSG_PAYMENT_RECORD)]})
+
+    def void(self, reason: str | None = None) -> None:
+        """Void with a reason (``void_payment``): allocations reversed, nothing deleted."""
+        void_payment(self, reason)
+
+    @property
+    def unit_prepaid_balance(self) -> Decimal:
+        """The unit's prepaid balance now (all its payments, not only this one)."""
+        from sqlalchemy.orm import object_session
+
+        return prepaid_balance(object_session(self), self.unit_id)
 
 
 class PaymentAllocation(AuditedModel):
@@ -170,6 +198,10 @@ class DunningNotice(AuditedModel):
         UniqueConstraint("unit_id", "stage", "cycle_due_date", name="uq_dunning_notice_unit_stage_cycle"),
         Index("ix_dunning_notice_issued", "issued_on"),
     )
+
+    def mark_sent(self) -> None:
+        """The letter reached the owner (a supervisor marks it delivered)."""
+        self.sent = True
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -459,6 +491,48 @@ def apply_prepaid_balances(session, *, estate_id: int | None = None, unit_ids=No
     return total
 
 
+def parse_bill_ids(raw) -> list[int] | None:
+    """The bills a payment is for: ``"1, 2 3"`` or ``[1, 2]`` -> [1, 2]; empty -> None (the
+    oldest bills first)."""
+    from models.errors import FieldErrors
+
+    if raw is None or raw == "" or raw == []:
+        return None
+    parts = raw if isinstance(raw, list) else str(raw).replace("，", ",").replace(" ", ",").split(",")
+    out = []
+    for p in parts:
+        s = "" if isinstance(p, (bool, float)) else str(p).strip()
+        if isinstance(p, (bool, float)) or (s and (not s.isdigit() or len(s) > 18)):
+            raise FieldErrors({"bills": [_msg("账单编号应为整数", "Bill ids are whole numbers")]})
+        if s:
+            out.append(int(s))
+    return out or None
+
+
+def record_payment_from(session, body: dict) -> Payment:
+    """A payment recorded from an API body: ``{"unit": id, "amount": "100.00", "method": "cash",
+    "bills": [ids], "payer_name", "reference", "note"}``; every field refused is named."""
+    from models.archives import Unit
+    from models.errors import FieldErrors
+
+    texts = ("payer_name", "reference", "note", "method")
+    errors = {k: ["Unknown field."] for k in sorted(set(body) - {"unit", "amount", "bills", *texts})}
+    errors |= {
+        k: [_msg("应为文本", "Must be text")] for k in texts if body.get(k) is not None and not isinstance(body[k], str)
+    }
+    unit_id = body.get("unit")
+    if isinstance(unit_id, bool) or not isinstance(unit_id, int) or not 0 < unit_id < 2**63:
+        errors["unit"] = [_msg("应为房屋编号（整数）", "The unit's id (a whole number)")]
+    if errors:
+        raise FieldErrors(errors)
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise FieldErrors({"unit": [_msg("房屋不存在", "No such unit")]})
+    notes = {k: body.get(k) for k in ("payer_name", "reference", "note")}
+    bills = parse_bill_ids(body.get("bills"))
+    return record_payment(session, unit, body.get("amount"), body.get("method") or "cash", bills, **notes)
+
+
 def record_payment(
     session,
     unit,
@@ -534,6 +608,111 @@ def record_payment(
     _allocate(session, payment, bills, amount)
     session.flush()
     return payment
+
+
+def allocations_of(session, payment_id: int) -> list[dict]:
+    """A payment's allocations with their bills' period and item, oldest bill first."""
+    from sqlalchemy import select
+
+    from models.fees import Bill, FeeItem
+
+    rows = session.execute(
+        select(PaymentAllocation, Bill.period, FeeItem.name)
+        .join(Bill, Bill.id == PaymentAllocation.bill_id)
+        .join(FeeItem, FeeItem.id == Bill.item_id)
+        .where(PaymentAllocation.payment_id == payment_id)
+        .order_by(Bill.due_date, Bill.id, PaymentAllocation.id)
+    ).all()
+    return [
+        {"id": a.id, "bill": a.bill_id, "period": period, "item": item, "amount": Decimal(a.amount), "reversed_at": a.reversed_at}
+        for a, period, item in rows
+    ]
+
+
+def payments_of_bill(session, bill_id: int) -> list[dict]:
+    """The payments that settled (or settled, then were voided for) a bill, newest first."""
+    from sqlalchemy import select
+
+    rows = session.execute(
+        select(PaymentAllocation, Payment)
+        .join(Payment, Payment.id == PaymentAllocation.payment_id)
+        .where(PaymentAllocation.bill_id == bill_id)
+        .order_by(PaymentAllocation.id.desc())
+    ).all()
+    return [
+        {
+            "payment": p.id,
+            "receipt_no": p.receipt_no,
+            "paid_at": p.paid_at,
+            "method": PAYMENT_METHODS.get(p.method, p.method),
+            "amount": Decimal(a.amount),
+            "state": T("已冲回", "Reversed") if a.reversed_at else T("有效", "Valid"),
+        }
+        for a, p in rows
+    ]
+
+
+def payment_answer(session, payment: Payment) -> dict:
+    """What the API answers about a payment (recorded, voided, its receipt)."""
+    allocations = sorted(allocations_of(session, payment.id), key=lambda a: a["id"])
+    return {
+        "receipt_no": payment.receipt_no,
+        "status": payment.status,
+        "amount": str(payment.amount),
+        "amount_in_words": amount_in_words(payment.amount),
+        "allocations": [
+            {
+                "bill": a["bill"],
+                "amount": str(a["amount"]),
+                "reversed_at": a["reversed_at"].isoformat() if a["reversed_at"] else None,
+            }
+            for a in allocations
+        ],
+        "prepaid_balance": str(prepaid_balance(session, payment.unit_id)),
+    }
+
+
+def receipt_data(session, payment: Payment) -> dict:
+    """The printed receipt (收款收据): its lines, the prepaid rest, the amount in capitals."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app, has_app_context
+
+    config = current_app.config if has_app_context() else {}
+    lines = [
+        {**a, "reversed": a["reversed_at"] is not None}
+        for a in allocations_of(session, payment.id)
+        if a["reversed_at"] is None or payment.status == "void"
+    ]
+    amount = Decimal(payment.amount)
+    allocated = sum((ln["amount"] for ln in lines), Decimal(0))
+    return {
+        "payment": payment,
+        "lines": lines,
+        "prepaid": amount - allocated if payment.status == "valid" else Decimal(0),
+        "amount": amount,
+        "amount_words": amount_in_words(amount),
+        "method": str(PAYMENT_METHODS.get(payment.method, payment.method)),
+        "paid_at": payment.paid_at.astimezone(ZoneInfo(_display_tz())),
+        "company": config.get("FEES_COMPANY_NAME", "物业服务中心"),
+        "phone": config.get("FEES_COMPANY_PHONE", ""),
+        "payer": payment.payer_name or (payment.owner.name if payment.owner else ""),
+    }
+
+
+def letter_data(notice: DunningNotice, lines: list[dict]) -> dict:
+    """The printed dunning letter (催缴通知书) of a notice and the bills it is about."""
+    from flask import current_app, has_app_context
+
+    config = current_app.config if has_app_context() else {}
+    return {
+        "n": notice,
+        "stage": DUNNING_STAGES[notice.stage],
+        "lines": lines,
+        "amount_words": amount_in_words(notice.amount_due),
+        "company": config.get("FEES_COMPANY_NAME", "物业服务中心"),
+        "phone": config.get("FEES_COMPANY_PHONE", ""),
+    }
 
 
 def _display_tz() -> str:

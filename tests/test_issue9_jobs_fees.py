@@ -281,6 +281,13 @@ def test_an_empty_run_says_why_on_the_api(fees_app):
             f"/api/v1/billing_run/{runs['metered']['run_id']}", headers={"Authorization": f"Bearer {token}"}
         )
     assert shown.status_code == 200 and "没有抄表记录" in shown.json["result"]["explanation"]
+    # The run's page lists the reasons in the reader's language only.
+    from tests.conftest import PASSWORD, FreshContextClient
+
+    web = FreshContextClient(fees_app, fees_app.test_client())
+    web.post("/login/", data={"username": "manager", "password": PASSWORD})
+    page = web.get(f"/billing_run/show/{runs['metered']['run_id']}").get_data(as_text=True)
+    assert "没有抄表记录" in page and "no meter readings" not in page
 
 
 def test_a_standard_without_an_estate_is_refused_on_approval(pg_app):  # noqa: F811

@@ -61,9 +61,8 @@ def _seed(flask_app):
 def _operation(s, rng, estate_id, unit_ids, item_id, day):
     from jobs.late_fees import compute_late_fees
     from models.archives import Unit
-    from models.fees import Bill, FeeItem, post_one_off_charge
+    from models.fees import Bill, FeeItem, lock_bill, post_one_off_charge, set_disputed, waive_late_fee
     from models.payments import Payment, apply_prepaid_balances, record_payment, refund, void_payment
-    from views.fees import lock_bill, set_disputed, waive_late_fee
 
     unit_id = rng.choice(unit_ids)
     op = rng.choice(["pay", "pay", "pay_chosen", "void", "refund", "waive", "dispute", "charge", "prepaid", "late"])

@@ -433,9 +433,12 @@ def test_payment_api_receipt_and_roles(app, db_session, unit, api, web):
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "收款收据" in html and "壹佰元整" in html and "88.50" in html
     assert web("Committee").get(f"/payment/receipt/{pid}").status_code == 403
-    # Void through the API: the version is required.
+    # Void through the API (a declared action): the version is required (422 naming it), a stale one is 409.
     version = api("Staff").get(f"/api/v1/payment/{pid}").json["result"]["version"]
-    assert api("Staff").post(f"/api/v1/payment/{pid}/void", json={"reason": "录错"}).status_code == 409
+    missing = api("Staff").post(f"/api/v1/payment/{pid}/void", json={"reason": "录错"})
+    assert missing.status_code == 422 and "version" in missing.json["message"], missing.json
+    stale = api("Staff").post(f"/api/v1/payment/{pid}/void", json={"reason": "录错", "version": version - 1})
+    assert stale.status_code == 409
     resp = api("Staff").post(f"/api/v1/payment/{pid}/void", json={"reason": "录错", "version": version})
     assert resp.status_code == 200 and resp.json["status"] == "void"
     s.expire_all()
@@ -470,7 +473,7 @@ def test_reports_screens_and_xlsx(app, db_session, unit, web):
 
 def test_collection_and_income_figures(app, db_session, unit):
     from models.payments import record_payment
-    from views.payments import collection_figures, income_figures
+    from models.reports import collection_figures, income_figures
 
     s = db_session
     item = new_item(s)

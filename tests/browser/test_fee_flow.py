@@ -120,6 +120,23 @@ def _workflow_status(page) -> str:
     return page.locator(".desk-actions .desk-status").inner_text().strip()
 
 
+def _related(page, label: str) -> list[list[str]]:
+    """The rows of the detail page's related list titled ``label`` (cells as shown)."""
+    block = page.locator(".desk-related", has=page.locator(".panel-heading strong", has_text=label))
+    assert block.count() == 1, f"no related list {label!r}"
+    return [[c.strip() for c in r.locator("td").all_inner_texts()][:-1] for r in block.locator("tbody tr").all()]
+
+
+def _content(page) -> str:
+    """The detail page's own text: its fields, its actions panel and its related lists."""
+    return "\n".join(page.locator(".panel, .well").all_inner_texts())
+
+
+def _has_latin_word(text: str) -> list[str]:
+    """Latin words on a Chinese page, other than the test users' names (data, not wording)."""
+    return [w for w in re.findall(r"(?<![A-Za-z0-9])[A-Za-z]{3,}(?![A-Za-z0-9])", text) if w not in {"manager", "supervisor", "staff", "system"}]
+
+
 # --- the flow --------------------------------------------------------------------------------
 def test_fee_from_standard_to_receipt(app, page, new_page, login, estate, artifacts, tmp_path):
     import redis
@@ -287,9 +304,15 @@ def test_fee_from_standard_to_receipt(app, page, new_page, login, estate, artifa
     assert fields.get("金额") == str(expected), fields
     assert fields.get("付款方式") == "现金", fields
     assert fields.get("状态") == "有效", fields
+    assert fields.get("该房屋预存余额") == "0.00", fields
+    assert _workflow_status(staff) == "有效"
+    settled = _related(staff, "冲抵账单")
+    assert [r[:3] for r in settled] == [[period, item_name, str(expected)]], settled
+    assert staff.locator("form.desk-void").count() == 1, "Staff may void a valid payment"
+    staff.screenshot(path=str(artifacts / "fee-flow-4a-payment.png"), full_page=True)
 
     # --- Staff: the receipt -----------------------------------------------------------------
-    link = staff.locator("a.desk-receipt")
+    link = staff.locator(".desk-actions a.desk-link[href*='/payment/receipt/']")
     assert link.count() == 1, "no 打印收据 link on the payment"
     with staff.context.expect_page() as popup:
         link.click()
@@ -327,7 +350,10 @@ def test_fee_from_standard_to_receipt(app, page, new_page, login, estate, artifa
     fields = _show_fields(staff)
     assert fields.get("状态") == "已缴清", fields
     assert fields.get("已收金额") == str(expected), fields
-    assert "¥0.00" in staff.locator(".desk-bill .panel-heading").inner_text()
+    assert fields.get("欠缴金额") == "0.00", fields
+    assert _workflow_status(staff) == "已缴清"
+    assert [r[0] for r in _related(staff, "收款记录")] == [receipt_no]
+    assert staff.locator("form.desk-action").count() == 0, "Staff is offered a Manager's bill action"
     staff.screenshot(path=str(artifacts / "fee-flow-6-bill-paid.png"), full_page=True)
     _goto_ok(staff, "/bill/list/")
     row = staff.locator("table tbody tr", has_text=estate["unit_code"])
@@ -359,3 +385,99 @@ def test_the_standard_page_names_its_estates(app, page, login, estate):
     _goto_ok(page, f"/fee_standard/show/{std_id}")
     shown = _show_fields(page).get("适用小区", "")
     assert shown == estate["estate_name"], f"适用小区 reads {shown!r}"
+
+
+# --- arrears: the notice delivered, the late fee waived, the bill disputed ------------------------
+def test_notice_waiver_and_dispute_on_the_pages(app, page, new_page, login, estate, artifacts):
+    """An overdue bill with a late fee gets its dunning notice (the job, run in-process). The
+    Supervisor opens the notice (its arrears listed, its letter printable) and marks it delivered
+    on the page; Staff is offered no such form. The Manager waives part of the late fee and marks
+    the bill disputed on the bill's page; what is owed follows. No Latin word on these pages."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from jobs.dunning import run_dunning
+    from models.base import acting_as, system_user_id
+    from models.fees import Bill, FeeItem
+    from models.payments import DunningNotice
+
+    tag = _tag()
+    today = _office_today()
+    issued = today - dt.timedelta(days=100)
+    with app.app_context():
+        with acting_as(system_user_id(db.session)):
+            item = FeeItem(code=f"PL{tag}", name=f"停车费{tag}", kind="parking")
+            db.session.add(item)
+            db.session.flush()
+            bill = Bill(
+                estate_id=estate["estate"],
+                unit_id=estate["unit"],
+                owner_id=estate["owner"],
+                item_id=item.id,
+                period=f"{issued:%Y-%m}",
+                source=f"停车-{tag}",
+                quantity=Decimal(1),
+                unit_price=Decimal("500.00"),
+                amount=Decimal("500.00"),
+                late_fee=Decimal("12.50"),
+                issued_on=issued,
+                due_date=issued + dt.timedelta(days=20),
+            )
+            db.session.add(bill)
+            db.session.commit()
+            bill_id = bill.id
+            run_dunning(today, estate_id=estate["estate"])
+        notice_id = db.session.execute(
+            select(DunningNotice.id).where(DunningNotice.unit_id == estate["unit"])
+        ).scalar_one()
+        db.session.remove()
+
+    # --- Supervisor: the notice, its letter, delivered ----------------------------------------
+    supervisor = page
+    login(supervisor, "Supervisor")
+    _goto_ok(supervisor, f"/dunning_notice/show/{notice_id}")
+    fields = _show_fields(supervisor)
+    assert fields.get("房号") == estate["unit_code"] and fields.get("已送达") == "否", fields
+    assert [r[:2] for r in _related(supervisor, "欠费明细")] == [[f"{issued:%Y-%m}", f"停车费{tag}"]]
+    letter = supervisor.locator(".desk-actions a.desk-link[href*='/dunning_notice/letter/']")
+    assert letter.count() == 1 and letter.get_attribute("target") == "_blank"
+    printed = supervisor.request.get(letter.get_attribute("href"))
+    assert printed.status == 200 and "催缴" in printed.text() and "伍佰" in printed.text(), printed.status
+    _workflow_step(supervisor, "desk-mark-sent")
+    assert _show_fields(supervisor).get("已送达") == "是"
+    assert supervisor.locator("form.desk-mark-sent").count() == 0, "a delivered notice is offered delivery again"
+    assert not _has_latin_word(_content(supervisor))
+    supervisor.screenshot(path=str(artifacts / "fee-flow-7-dunning-notice.png"), full_page=True)
+    staff = new_page()
+    login(staff, "Staff")
+    _goto_ok(staff, f"/dunning_notice/show/{notice_id}")
+    assert staff.locator("form.desk-action").count() == 0, "Staff is offered a supervisor's step"
+
+    # --- Manager: part of the late fee waived, then the bill disputed ---------------------------
+    manager = new_page()
+    login(manager, "Manager")
+    _goto_ok(manager, f"/bill/show/{bill_id}")
+    fields = _show_fields(manager)
+    assert (fields.get("滞纳金"), fields.get("欠缴金额")) == ("12.50", "512.50"), fields
+    waive = manager.locator("form.desk-waive")
+    waive.locator("input[name=amount]").fill("2.50")
+    waive.locator("[name=reason]").fill("疫情期间减免")
+    with manager.expect_navigation():
+        waive.locator("[type=submit]").click()
+    assert manager.locator(".alert-danger").count() == 0, _flash(manager)
+    fields = _show_fields(manager)
+    assert (fields.get("减免滞纳金"), fields.get("欠缴金额"), fields.get("减免原因")) == ("2.50", "510.00", "疫情期间减免")
+    dispute = manager.locator("form.desk-dispute")
+    dispute.locator("input[type=checkbox][name=disputed]").check()
+    dispute.locator("[name=note]").fill("业主称车位已于上月退租")
+    with manager.expect_navigation():
+        dispute.locator("[type=submit]").click()
+    assert manager.locator(".alert-danger").count() == 0, _flash(manager)
+    fields = _show_fields(manager)
+    assert (fields.get("有争议"), fields.get("争议说明")) == ("是", "业主称车位已于上月退租"), fields
+    assert not _has_latin_word(_content(manager))
+    manager.screenshot(path=str(artifacts / "fee-flow-8-bill-waived-disputed.png"), full_page=True)
+    with app.app_context():
+        bill = db.session.get(Bill, bill_id)
+        assert bill.disputed and bill.late_fee_waived == Decimal("2.50") and bill.outstanding == Decimal("510.00")
+        db.session.remove()
