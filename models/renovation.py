@@ -28,7 +28,7 @@ from sqlalchemy import (
     Text,
     event,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
 from app.i18n import T
 from models.base import AuditedModel, UTCDateTime
@@ -171,6 +171,87 @@ class Renovation(AuditedModel):
     def __str__(self) -> str:
         return self.number
 
+    # --- facts for its page (and its API record) ------------------------------------------------
+    @property
+    def has_permit(self) -> bool:
+        """Approved and not withdrawn: the permit (装修许可证) can be printed."""
+        return bool(self.permit_no) and self.status not in ("applied", "rejected", "cancelled")
+
+    @property
+    def deducted(self) -> Decimal:
+        """The deductions recorded against the deposit."""
+        return deductions_total(object_session(self), self)
+
+    @property
+    def refundable(self) -> Decimal:
+        """What a refund would pay now: the deposit less the deductions (nothing once refunded)."""
+        if self.deposit_refunded is not None:
+            return Decimal("0.00")
+        return refund_amount(object_session(self), self)
+
+    # --- the workflow as the screens and the API run it (views/renovation.py declares each one);
+    # every method calls the module function of the same name below, shared with the jobs. ------
+    def approve(self, session, user, note: str | None = None) -> None:
+        approve(session, self, user_id=getattr(user, "id", None), note=note)
+
+    def reject(self, session, user, reason: str) -> None:
+        reject(session, self, reason, user_id=getattr(user, "id", None))
+
+    def start(self, session) -> None:
+        start(session, self)
+
+    def complete(self, session) -> None:
+        complete(session, self)
+
+    def accept(self, session, passed: bool, note: str | None = None):
+        return accept(session, self, passed, note)
+
+    def refund(self, session, method: str | None = None, reason: str | None = None):
+        return refund_deposit(session, self, method=method or "bank_transfer", reason=reason)
+
+    def cancel(self, session, reason: str) -> None:
+        cancel(session, self, reason)
+
+    def add_drawings(self, drawings: list[str]) -> None:
+        """Stored drawings (views/uploads.py) added to the application's."""
+        if not drawings:
+            raise _err("drawings", "请选择文件", "Choose the files")
+        self.drawings = [*(self.drawings or []), *drawings]
+
+    def record_inspection(self, session, user, findings: str, violation: bool = False, photos=()):
+        return record_inspection(
+            session, self, findings, violation=violation, photos=photos or (), inspector_id=getattr(user, "id", None)
+        )
+
+    def request_extension(self, session, new_end: dt.date, reason: str):
+        return request_extension(session, self, new_end, reason)
+
+    def deduct(self, session, amount: Decimal, reason: str):
+        return record_deduction(session, self, amount, reason)
+
+    def link_complaint(self, session, ticket: str):
+        """Link a complaint (by its number, or its id) to the renovation that caused it."""
+        from sqlalchemy import or_, select
+
+        from models.desk import Ticket
+
+        ref = str(ticket or "").strip()
+        if not ref:
+            raise _err("ticket", "请填写投诉单编号", "Give the complaint's number")
+        cond = Ticket.number == ref
+        if ref.isdigit() and len(ref) < 15:
+            cond = or_(cond, Ticket.id == int(ref))
+        row = session.execute(select(Ticket).where(cond, Ticket.archived_at.is_(None)).limit(1)).scalar()
+        if row is None:
+            raise _err("ticket", "没有这个求助单", "No such ticket")
+        if row.kind != "complaint":
+            raise _err("ticket", "只有投诉可以关联到装修", "Only a complaint can be linked to a renovation")
+        row.renovation_id = self.id
+        if row.complaint_about is None:
+            row.complaint_about = "renovation"
+        session.flush()
+        return row
+
 
 class RenovationInspection(AuditedModel):
     """An inspection during the works (巡查): findings and photos; a violation opens a
@@ -196,10 +277,12 @@ class RenovationInspection(AuditedModel):
         check_inspectable(renovation)
         self.findings = _text(self.findings, "findings", 4000, required=True)
         self.violation = bool(self.violation)
-        if self.inspected_at is None:
-            from models.base import utcnow
+        from models.base import current_actor_id, utcnow
 
+        if self.inspected_at is None:
             self.inspected_at = utcnow()
+        if self.inspector_id is None and self.inspector is None:
+            self.inspector_id = current_actor_id(session)  # who records it inspected
         if renovation.status == "active":
             _next_inspection_moves_on(session, renovation)
 
@@ -237,12 +320,20 @@ class RectificationOrder(AuditedModel):
             from models.base import utcnow
 
             self.deadline = utcnow() + dt.timedelta(days=int(_cfg("RECTIFICATION_DAYS", 3)))
+        self.status = self.status or "open"
+        self.steps_done = self.steps_done or 0
         if self.status == "open" and not self.steps_done and self.next_due_at is None:
             self.next_due_at = self.deadline
 
     def before_update(self, session: Session) -> None:
         if _parent_changed(self):  # moved to another renovation: the same rule as a new order
             check_inspectable(lock_renovation(session, _parent_id(self)))
+
+    def rectified(self, session) -> None:
+        rectification_done(session, self)
+
+    def verify(self, session) -> None:
+        rectification_verify(session, self)
 
 
 class RenovationExtension(AuditedModel):
@@ -262,12 +353,19 @@ class RenovationExtension(AuditedModel):
     def before_insert(self, session: Session) -> None:
         # Under the renovation's lock: two requests at once cannot both find "none pending".
         renovation = lock_renovation(session, _parent_id(self))
+        self.status = self.status or "requested"
         if self.status == "requested":
             self.new_end, self.reason = check_extension(session, renovation, self.new_end, self.reason)
 
     def before_update(self, session: Session) -> None:
         if _parent_changed(self):
             raise _err("renovation", "延期申请不能改到其他装修", "An extension cannot move to another renovation")
+
+    def approve(self, session, note: str | None = None) -> None:
+        decide_extension(session, self, True, note)
+
+    def reject(self, session, note: str) -> None:
+        decide_extension(session, self, False, note)
 
 
 class DepositDeduction(AuditedModel):
@@ -481,10 +579,25 @@ def next_renovation_number(session, now: dt.datetime | None = None) -> str:
 
 
 def _renovation_before_insert(self, session) -> None:
+    from sqlalchemy import select
+
+    from models.archives import Owner, Ownership
+
     if not self.number:
         self.number = next_renovation_number(session)
     if not self.status:
         self.status = "applied"
+    unit_id = self.unit.id if self.unit is not None else self.unit_id
+    if self.owner is None and self.owner_id is None and unit_id is not None:
+        # The unit's (largest) current owner by default.
+        owner_id = session.execute(
+            select(Ownership.owner_id)
+            .where(Ownership.unit_id == unit_id, Ownership.until.is_(None))
+            .order_by(Ownership.share.desc(), Ownership.id)
+            .limit(1)
+        ).scalar()
+        # The relationship, not the key: a relationship left at None would win at the flush.
+        self.owner = session.get(Owner, owner_id) if owner_id else None
 
 
 Renovation.before_insert = _renovation_before_insert
@@ -686,13 +799,15 @@ def accept(session, renovation: Renovation, passed: bool, note=None, *, now=None
                 "Rectification orders are not yet verified: the works cannot pass acceptance",
             )
         renovation.status = "accepted"
-        renovation.acceptance_note = _text(note, "acceptance_note", 2000)
+        renovation.acceptance_note = _text(note, "note", 2000)
         renovation.next_inspection_on = None
         _restore_unit(renovation)
         session.flush()
         return None
     require_move(renovation, "failed")
-    note = _text(note, "acceptance_note", 2000, required=True)
+    note = _text(note, "note", 2000)
+    if not note:
+        raise _err("note", "验收不合格须写明整改要求", "A failed acceptance needs what must be put right")
     _lock_for_move(session, renovation)
     renovation.status = "failed"
     renovation.acceptance_note = note
@@ -937,6 +1052,41 @@ def refund_deposit(session, renovation: Renovation, *, method: str = "bank_trans
     renovation.status = "refunded"
     session.flush()
     return refund_row
+
+
+def report_lists(session, now: dt.datetime | None = None) -> dict:
+    """The renovations report: active, overdue (past the planned end, not accepted), with open
+    violations; and the count of late rectification orders."""
+    from sqlalchemy import func, select
+
+    from models.base import utcnow
+
+    today = local_today(now)
+    base = select(Renovation).order_by(Renovation.planned_end, Renovation.id)
+    open_orders = (
+        select(RectificationOrder.renovation_id)
+        .where(RectificationOrder.status.in_(("open", "done")))
+        .scalar_subquery()
+    )
+    late_orders = session.execute(
+        select(func.count())
+        .select_from(RectificationOrder)
+        .where(RectificationOrder.status == "open", RectificationOrder.deadline < (now or utcnow()))
+    ).scalar()
+    live = ("active", "completed", "failed")
+    return {
+        "today": today,
+        "active": session.execute(base.where(Renovation.status == "active")).scalars().all(),
+        "overdue": session.execute(base.where(Renovation.status.in_(live), Renovation.planned_end < today))
+        .scalars()
+        .all(),
+        "violations": session.execute(
+            base.where(Renovation.id.in_(open_orders), Renovation.status.not_in(("cancelled", "rejected")))
+        )
+        .scalars()
+        .all(),
+        "late_rectifications": late_orders,
+    }
 
 
 # Complaints caused by a renovation link to it (Ticket.renovation_id) and show on its page.

@@ -132,7 +132,10 @@ def test_deduction_after_refund_is_refused_on_every_path(api, app, web, new_reno
     assert v  # the accepted version was read before the deduction
     resp = api("Staff").post("/api/v1/deposit_deduction/", json={"renovation": pk, "amount": "5.00", "reason": "y"})
     assert resp.status_code == 422 and "status" in resp.json["message"]
-    web("Staff").post(f"/deposit_deduction/deduct/{pk}", data={"amount": "5.00", "reason": "z"})
+    screen = web("Staff").post(f"/renovation/deduct/{pk}", data={"amount": "5.00", "reason": "z"})
+    assert screen.status_code in (302, 303)  # back to the renovation, with the refusal flashed
+    resp = api("Staff").post(f"/api/v1/renovation/{pk}/deduct", json={"amount": "5.00", "reason": "v"})
+    assert resp.status_code == 422 and "status" in resp.json["message"]
     with app.app_context():
         import pytest
 

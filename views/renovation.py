@@ -1,509 +1,104 @@
 """Renovations (装修管理, DESIGN.md item 8): applications, approval and the permit, inspections,
 violations and rectification, extensions, completion acceptance, deductions and the deposit
-refund; declared once as resources, the workflow as mixins on their screens and APIs.
+refund, declared once as resources with their workflow actions (views/actions.py builds the API
+endpoints, screen routes, permissions, forms and refusals from them).
 
-Rights (app/roles.py): every workflow route is a write on its resource, except approving and
-rejecting a renovation or an extension: those map to the separate ``approve`` right
-(``can_approve`` on ``renovation`` / ``renovation_extension``), which only Managers hold, so the
-rule lives in the role matrix like every other right and the permission tests see it. Every move
-needs the ``version`` the client read (409 when stale) and every illegal move is a 422 saying why.
-
-The workflow itself is in ``models/renovation.py`` (shared with the jobs and the tests).
+Rights (app/roles.py): every action is a write on its resource, except approving and rejecting a
+renovation or an extension: those need the separate ``approve`` right, which only Managers hold.
+The rules are in ``models/renovation.py`` (shared with the jobs and the tests); this module keeps
+the forms, the print form (the permit), the downloads and the report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from pathlib import Path
 
-from flask import abort, current_app, flash, g, make_response, redirect, request, send_file, url_for
+from flask import abort, current_app, make_response, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
-from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm import object_session
 from wtforms import BooleanField, MultipleFileField, SelectMultipleField
 from wtforms.validators import DataRequired, Optional
 
 from app.i18n import T
-from models.base import utcnow
-from models.desk import STATUSES as TICKET_STATUSES
-from models.desk import Ticket
-from models.errors import Conflict, FieldErrors
+from models.errors import FieldErrors
+from models.payments import PAYMENT_METHODS
 from models.renovation import (
     EXTENSION_STATUSES,
     RECTIFICATION_STATUSES,
     RENOVATION_SCOPES,
     RENOVATION_STATUSES,
     RENOVATION_TRANSITIONS,
+    WORKING_STATUSES,
     DepositDeduction,
     RectificationOrder,
     Renovation,
     RenovationExtension,
     RenovationInspection,
-    accept,
-    approve,
-    cancel,
-    check_deduction,
-    check_extension,
-    check_inspectable,
-    complete,
-    decide_extension,
-    deductions_total,
-    local_today,
-    record_deduction,
-    record_inspection,
-    rectification_done,
-    rectification_verify,
-    refund_amount,
-    refund_deposit,
-    reject,
     renovation_bills,
-    request_extension,
-    start,
+    report_lists,
 )
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
-from views.datamodel import MSG_CONFLICT
-from views.registry import Lookup, Resource, register
+from views.registry import Action, Input, Link, Lookup, Related, Resource, Section, moves_to, register
+from views.uploads import save_uploads, send_nth
 
-MSG_DONE = T("已保存", "Saved")
-MSG_VERSION = T("缺少版本号：请提交读取记录时得到的 version", "Missing version: send the version you read")
-DRAWING_EXTENSIONS = {".pdf", ".jpg", ".jpeg", ".png", ".dwg", ".dxf"}
-PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp"}
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_FILES = 20
-UPLOAD_SUBDIR = "renovation"
-ACCEPT_RESULTS = {"pass": T("验收合格", "Pass"), "fail": T("验收不合格", "Fail")}
-
-
-def _messages(e: FieldErrors) -> str:
-    return "; ".join(m for msgs in e.errors.values() for m in msgs)
+DRAWING_EXTENSIONS = (".dwg", ".dxf", ".jpeg", ".jpg", ".pdf", ".png")
+PHOTO_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp")
+MSG_EDIT_APPLIED = T(
+    "只有待审批的申请可以修改；其余请走办理流程（延期、取消等）",
+    "Only an application awaiting approval can be edited; use the workflow for the rest",
+)
+MSG_DRAWINGS_API = T(
+    "图纸请通过 /api/v1/renovation/<id>/drawings 上传", "Upload drawings through /api/v1/renovation/<id>/drawings"
+)
 
 
-def _err(field: str, zh: str, en: str) -> FieldErrors:
-    return FieldErrors({field: [str(T(zh, en))]})
+def _scope_text(value) -> str:
+    return "、".join(str(RENOVATION_SCOPES.get(s, s)) for s in value) if isinstance(value, list) else ""
 
 
-def _user_id() -> int | None:
-    user = getattr(g, "user", None)
-    return getattr(user, "id", None)
+def _count(value) -> str:
+    return str(len(value)) if isinstance(value, list) else "0"
 
 
-# --- uploads ---------------------------------------------------------------------------------
-def upload_root() -> Path:
-    return Path(current_app.config["INSTANCE_DIR"]) / "uploads"
+def _files(label: T, route: str, pk: int, names) -> list[dict]:
+    """A related list of stored files, each a download of the screen's ``route``."""
+    return [{"name": f"{label} {n + 1}", "_url": url_for(route, pk=pk, n=n)} for n in range(len(names or []))]
 
 
-def save_uploads(files, field: str, extensions: set[str]) -> list[str]:
-    """Store uploaded files under INSTANCE_DIR/uploads/renovation with generated names (the
-    client's file name is never a path). Returns the stored (relative) names."""
-    files = [f for f in files or () if f is not None and getattr(f, "filename", "")]
-    if len(files) > MAX_FILES:
-        raise _err(field, f"一次最多上传 {MAX_FILES} 个文件", f"At most {MAX_FILES} files at a time")
-    blobs = []
-    for storage in files:
-        ext = Path(storage.filename).suffix.lower()
-        if ext not in extensions:
-            allowed = sorted(extensions)
-            raise _err(field, f"文件须为 {'、'.join(allowed)} 之一", f"Files must be one of {', '.join(allowed)}")
-        data = storage.stream.read(MAX_UPLOAD_BYTES + 1)
-        if not data:
-            raise _err(field, "文件为空", "The file is empty")
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise _err(field, "文件过大（最大 10 MB）", "The file is too large (10 MB at most)")
-        blobs.append((ext, data))
-    folder = upload_root() / UPLOAD_SUBDIR
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    for ext, data in blobs:
-        name = f"{uuid.uuid4().hex}{ext}"
-        (folder / name).write_bytes(data)
-        names.append(f"{UPLOAD_SUBDIR}/{name}")
-    return names
-
-
-def stored_path(stored: str) -> Path | None:
-    root = upload_root().resolve()
-    path = (root / str(stored)).resolve()
-    if root not in path.parents or not path.is_file():
-        return None
-    return path
-
-
-def _send_stored(names: list, n: int, download_stem: str):
-    if not isinstance(names, list) or not 0 <= n < len(names):
-        abort(404)
-    path = stored_path(names[n])
-    if path is None:
-        abort(404)
-    return send_file(path, as_attachment=True, download_name=f"{download_stem}{path.suffix}")
-
-
-# --- running a move ----------------------------------------------------------------------------
-def check_version(obj, version) -> None:
-    if version is None or isinstance(version, bool) or (isinstance(version, str) and not version.strip()):
-        raise FieldErrors({"version": [str(MSG_VERSION)]})
-    if str(version).strip() != str(obj.version):
-        raise Conflict(str(MSG_CONFLICT), current_version=obj.version)
-
-
-def perform(session, obj, version, fn, *, versioned: bool = True):
-    """The version check, the move, one commit; a lost race is a Conflict."""
-    try:
-        if versioned:
-            check_version(obj, version)
-        result = fn()
-        session.commit()
-        return result
-    except (FieldErrors, Conflict):
-        session.rollback()
-        raise
-    except (StaleDataError, IntegrityError):
-        session.rollback()
-        raise Conflict(str(MSG_CONFLICT)) from None
-
-
-def _passed(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in ("pass", "1", "true", "yes", "on"):
-        return True
-    if value in ("fail", "0", "false", "no"):
-        return False
-    raise _err("passed", "请给出验收结果（合格 / 不合格）", "Give the acceptance result (pass / fail)")
-
-
-def link_complaint(session, renovation: Renovation, ticket_ref) -> Ticket:
-    """Link a complaint ticket (by number or id) to the renovation that caused it."""
-    ref = str(ticket_ref or "").strip()
-    if not ref:
-        raise _err("ticket", "请填写投诉单编号", "Give the complaint's number")
-    cond = Ticket.number == ref
-    if ref.isdigit() and len(ref) < 15:
-        cond = or_(cond, Ticket.id == int(ref))
-    ticket = session.execute(select(Ticket).where(cond, Ticket.archived_at.is_(None)).limit(1)).scalar()
-    if ticket is None:
-        raise _err("ticket", "没有这个求助单", "No such ticket")
-    if ticket.kind != "complaint":
-        raise _err("ticket", "只有投诉可以关联到装修", "Only a complaint can be linked to a renovation")
-    ticket.renovation_id = renovation.id
-    if ticket.complaint_about is None:
-        ticket.complaint_about = "renovation"
-    session.flush()
-    return ticket
-
-
-# The moves on a renovation: name -> (function(session, renovation, data), needs the version).
-RENOVATION_ACTIONS = {
-    "approve_renovation": (lambda s, r, d: approve(s, r, user_id=_user_id(), note=d.get("note")), True),
-    "reject_renovation": (lambda s, r, d: reject(s, r, d.get("reason"), user_id=_user_id()), True),
-    "start": (lambda s, r, d: start(s, r), True),
-    "complete": (lambda s, r, d: complete(s, r), True),
-    "accept": (lambda s, r, d: accept(s, r, _passed(d.get("passed", d.get("result"))), d.get("note")), True),
-    "refund": (
-        lambda s, r, d: refund_deposit(s, r, method=d.get("method") or "bank_transfer", reason=d.get("reason")),
-        True,
-    ),
-    "cancel": (lambda s, r, d: cancel(s, r, d.get("reason")), True),
-    "link_complaint": (lambda s, r, d: link_complaint(s, r, d.get("ticket")), False),
-}
-
-
-def _renovation_result(r: Renovation) -> dict:
-    return {
-        "id": r.id,
-        "number": r.number,
-        "status": r.status,
-        "version": r.version,
-        "permit_no": r.permit_no,
-        "planned_end": r.planned_end.isoformat() if r.planned_end else None,
-        "deposit_refunded": None if r.deposit_refunded is None else str(r.deposit_refunded),
-        "refund_id": r.refund_id,
-    }
-
-
-# --- reports ---------------------------------------------------------------------------------
-def report_lists(session, now: dt.datetime | None = None) -> dict:
-    """Renovations active, overdue (past the planned end, not accepted) and with open violations."""
-    today = local_today(now)
-    base = select(Renovation).order_by(Renovation.planned_end, Renovation.id)
-    open_orders = (
-        select(RectificationOrder.renovation_id)
-        .where(RectificationOrder.status.in_(("open", "done")))
-        .scalar_subquery()
-    )
-    late_orders = session.execute(
-        select(func.count())
-        .select_from(RectificationOrder)
-        .where(RectificationOrder.status == "open", RectificationOrder.deadline < (now or utcnow()))
-    ).scalar()
-    return {
-        "today": today,
-        "active": session.execute(base.where(Renovation.status == "active")).scalars().all(),
-        "overdue": session.execute(
-            base.where(Renovation.status.in_(("active", "completed", "failed")), Renovation.planned_end < today)
-        )
-        .scalars()
-        .all(),
-        "violations": session.execute(
-            base.where(Renovation.id.in_(open_orders), Renovation.status.not_in(("cancelled", "rejected")))
-        )
-        .scalars()
-        .all(),
-        "late_rectifications": late_orders,
-    }
-
-
-# --- rules on the generic add / edit / delete ------------------------------------------------
+# --- the renovation ----------------------------------------------------------------------------
 class RenovationRules:
-    def pre_add(self, item):
-        item.status = "applied"
-        if item.owner is None and item.owner_id is None and item.unit is not None:
-            from models.archives import Owner, Ownership
-
-            session = self.datamodel.session
-            owner_id = session.execute(
-                select(Ownership.owner_id)
-                .where(Ownership.unit_id == item.unit.id, Ownership.until.is_(None))
-                .order_by(Ownership.share.desc(), Ownership.id)
-                .limit(1)
-            ).scalar()
-            # The relationship, not the key: a relationship set to None would win at the flush.
-            item.owner = session.get(Owner, owner_id) if owner_id else None
-
-    def pre_update(self, item):
-        from sqlalchemy import inspect as sa_inspect
-
-        state = sa_inspect(item)
-        before = state.attrs["status"].history.deleted or [item.status]
-        if before[0] != "applied":
-            raise _err(
-                "status",
-                "只有待审批的申请可以修改；其余请走办理流程（延期、取消等）",
-                "Only an application awaiting approval can be edited; use the workflow for the rest",
-            )
-
-    def pre_delete(self, item):
-        raise _err("id", "装修申请不能删除，请取消并填写原因", "A renovation is never deleted: cancel it with a reason")
-
-
-def _renovation_of(session, item) -> Renovation:
-    renovation = item.renovation or (session.get(Renovation, item.renovation_id) if item.renovation_id else None)
-    if renovation is None:
-        raise _err("renovation", "请选择装修", "Choose the renovation")
-    return renovation
-
-
-class InspectionRules:
-    """The generic add records an inspection by the same rules as the renovation page."""
-
-    def pre_add(self, item):
-        renovation = _renovation_of(self.datamodel.session, item)
-        if not (item.findings or "").strip():
-            raise _err("findings", "必填", "Required")
-        check_inspectable(renovation)
-        item.inspected_at = utcnow()
-        item.inspector_id = _user_id()
-        item.photos = []  # photos come with the renovation page's form (uploaded files)
-        item.violation = bool(item.violation)
-        # The rectification order of a violation and the next due date come with the
-        # inspection's own hooks, in its transaction (models/renovation.py).
-
-    def pre_update(self, item):
-        raise _err(
-            "findings", "巡查记录不能修改，请另行记录", "An inspection record is never changed: record another one"
-        )
-
-    def pre_delete(self, item):
-        raise _err("findings", "巡查记录不能删除", "An inspection record is never deleted")
-
-
-class RectificationRules:
-    def pre_add(self, item):
-        renovation = _renovation_of(self.datamodel.session, item)
-        check_inspectable(renovation)
-        if not (item.description or "").strip():
-            raise _err("description", "必填", "Required")
-        item.status = "open"
-        item.steps_done = 0
-        if item.deadline is None:
-            days = int(current_app.config.get("RECTIFICATION_DAYS", 3))
-            item.deadline = utcnow() + dt.timedelta(days=days)
-        item.next_due_at = item.deadline
-
     def pre_update(self, item):
         from sqlalchemy import inspect as sa_inspect
 
         before = sa_inspect(item).attrs["status"].history.deleted or [item.status]
-        if before[0] != "open":
-            raise _err("status", "只有整改中的通知可以修改", "Only an open order can be edited")
-        if item.steps_done == 0:
-            item.next_due_at = item.deadline
-
-    def pre_delete(self, item):
-        raise _err("status", "整改通知不能删除", "A rectification order is never deleted")
-
-
-class ExtensionRules:
-    def pre_add(self, item):
-        session = self.datamodel.session
-        renovation = _renovation_of(session, item)
-        item.new_end, item.reason = check_extension(session, renovation, item.new_end, item.reason)
-        item.status = "requested"
-        item.decided_at = None
-        item.decision_note = None
-
-    def pre_update(self, item):
-        raise _err("status", "延期申请不能修改，请审批或另行申请", "An extension request is decided, not edited")
-
-    def pre_delete(self, item):
-        raise _err("status", "延期申请不能删除", "An extension request is never deleted")
-
-
-class DeductionRules:
-    def pre_add(self, item):
-        renovation = _renovation_of(self.datamodel.session, item)
-        item.amount, item.reason = check_deduction(renovation, item.amount, item.reason)
-
-    def pre_update(self, item):
-        raise _err("amount", "扣款记录不能修改", "A deduction is never changed")
-
-    def pre_delete(self, item):
-        raise _err("amount", "扣款记录不能删除", "A deduction is never deleted")
-
-
-# --- the renovation screen and API -------------------------------------------------------------
-def _scope_text(value) -> str:
-    if not isinstance(value, list):
-        return ""
-    return "、".join(str(RENOVATION_SCOPES.get(s, s)) for s in value)
-
-
-def _drawings_text(value) -> str:
-    return str(len(value)) if isinstance(value, list) else "0"
+        if before[0] != "applied":
+            raise FieldErrors({"status": [str(MSG_EDIT_APPLIED)]})
 
 
 class RenovationViewMixin(RenovationRules):
     def __init__(self, **kwargs):
-        scope_choices = [(k, v) for k, v in RENOVATION_SCOPES.items()]
-        scope_label = str(T("装修范围", "Scope of work"))
-
-        def load_bearing():
-            # Not "required" (an unticked box is the normal answer); ticking it is refused by
-            # Renovation.check() with the reason, next to the box.
-            return BooleanField(
+        both = {  # a multi-select of the scopes; ticking the load-bearing box is refused by check()
+            "scope": SelectMultipleField(
+                str(RENOVATION_LABELS["scope"]), choices=list(RENOVATION_SCOPES.items()), validators=[DataRequired()]
+            ),
+            "load_bearing_change": BooleanField(
                 str(RENOVATION_LABELS["load_bearing_change"]),
                 description=str(RENOVATION_DESCRIPTIONS["load_bearing_change"]),
                 validators=[Optional()],
-            )
-
-        self.add_form_extra_fields = {
-            **(self.add_form_extra_fields or {}),
-            "scope": SelectMultipleField(scope_label, choices=scope_choices, validators=[DataRequired()]),
-            "load_bearing_change": load_bearing(),
-            "drawings": MultipleFileField(
-                str(T("施工图纸", "Drawings")),
-                description=str(T("PDF、图片或 CAD 文件，每个最大 10 MB", "PDF, images or CAD files, 10 MB each")),
             ),
         }
-        self.edit_form_extra_fields = {
-            **(self.edit_form_extra_fields or {}),
-            "scope": SelectMultipleField(scope_label, choices=scope_choices, validators=[DataRequired()]),
-            "load_bearing_change": load_bearing(),
-        }
-        self.formatters_columns = {
-            **(self.formatters_columns or {}),
-            "scope": _scope_text,
-            "drawings": _drawings_text,
-        }
+        drawings = MultipleFileField(
+            str(RENOVATION_LABELS["drawings"]),
+            description=str(T("PDF、图片或 CAD 文件，每个最大 10 MB", "PDF, images or CAD files, 10 MB each")),
+        )
+        self.add_form_extra_fields = {**(self.add_form_extra_fields or {}), **both, "drawings": drawings}
+        self.edit_form_extra_fields = {**(self.edit_form_extra_fields or {}), **both}
+        self.formatters_columns = {**(self.formatters_columns or {}), "scope": _scope_text, "drawings": _count}
         super().__init__(**kwargs)
 
     def pre_add(self, item):
-        files = request.files.getlist("drawings")
-        item.drawings = save_uploads(files, "drawings", DRAWING_EXTENSIONS)
-        super().pre_add(item)
-
-    def _act(self, pk, action: str):
-        session = self.datamodel.session
-        renovation = self.datamodel.get(pk, self._base_filters)
-        if renovation is None:
-            abort(404)
-        fn, versioned = RENOVATION_ACTIONS[action]
-        data = request.form.to_dict()
-        try:
-            perform(
-                session, renovation, data.get("version"), lambda: fn(session, renovation, data), versioned=versioned
-            )
-            flash(str(MSG_DONE), "success")
-        except FieldErrors as e:
-            flash(_messages(e), "danger")
-        except Conflict as e:
-            flash(str(e), "danger")
-        return redirect(url_for(f"{type(self).__name__}.show", pk=pk))
-
-    @expose("/approve_renovation/<int:pk>", methods=["POST"])
-    @has_access
-    def approve_renovation(self, pk):
-        return self._act(pk, "approve_renovation")
-
-    @expose("/reject_renovation/<int:pk>", methods=["POST"])
-    @has_access
-    def reject_renovation(self, pk):
-        return self._act(pk, "reject_renovation")
-
-    @expose("/start/<int:pk>", methods=["POST"])
-    @has_access
-    def start(self, pk):
-        return self._act(pk, "start")
-
-    @expose("/complete/<int:pk>", methods=["POST"])
-    @has_access
-    def complete(self, pk):
-        return self._act(pk, "complete")
-
-    @expose("/accept/<int:pk>", methods=["POST"])
-    @has_access
-    def accept(self, pk):
-        return self._act(pk, "accept")
-
-    @expose("/refund/<int:pk>", methods=["POST"])
-    @has_access
-    def refund(self, pk):
-        return self._act(pk, "refund")
-
-    @expose("/cancel/<int:pk>", methods=["POST"])
-    @has_access
-    def cancel(self, pk):
-        return self._act(pk, "cancel")
-
-    @expose("/link_complaint/<int:pk>", methods=["POST"])
-    @has_access
-    def link_complaint(self, pk):
-        return self._act(pk, "link_complaint")
-
-    @expose("/add_drawings/<int:pk>", methods=["POST"])
-    @has_access
-    def add_drawings(self, pk):
-        session = self.datamodel.session
-        renovation = self.datamodel.get(pk, self._base_filters)
-        if renovation is None:
-            abort(404)
-
-        def add():
-            names = save_uploads(request.files.getlist("drawings"), "drawings", DRAWING_EXTENSIONS)
-            if not names:
-                raise _err("drawings", "请选择文件", "Choose the files")
-            renovation.drawings = [*(renovation.drawings or []), *names]
-
-        try:
-            perform(session, renovation, request.form.get("version"), add)
-            flash(str(MSG_DONE), "success")
-        except FieldErrors as e:
-            flash(_messages(e), "danger")
-        except Conflict as e:
-            flash(str(e), "danger")
-        return redirect(url_for(f"{type(self).__name__}.show", pk=pk))
+        item.drawings = save_uploads(request.files.getlist("drawings"), "drawings", DRAWING_EXTENSIONS, "renovation")
 
     @expose("/drawing/<int:pk>/<int:n>", methods=["GET"])
     @has_access
@@ -511,63 +106,25 @@ class RenovationViewMixin(RenovationRules):
         renovation = self.datamodel.get(pk, self._base_filters)
         if renovation is None:
             abort(404)
-        return _send_stored(renovation.drawings, n, f"{renovation.number}-drawing-{n + 1}")
-
-    @expose("/show/<pk>", methods=["GET"])
-    @has_access
-    def show(self, pk):
-        from models.payments import PAYMENT_METHODS
-
-        item = self.datamodel.get(pk, self._base_filters)
-        if item is None:
-            abort(404)
-        session = self.datamodel.session
-        g.desk_show = {
-            "item": item,
-            "next": [s for s in RENOVATION_STATUSES if s in RENOVATION_TRANSITIONS.get(item.status, ())],
-            "statuses": RENOVATION_STATUSES,
-            "scope": _scope_text(item.scope),
-            "rect_statuses": RECTIFICATION_STATUSES,
-            "ext_statuses": EXTENSION_STATUSES,
-            "ticket_statuses": TICKET_STATUSES,
-            "bills": renovation_bills(session, item),
-            "deducted": deductions_total(session, item),
-            "refundable": refund_amount(session, item),
-            "methods": PAYMENT_METHODS,
-            "accept_results": ACCEPT_RESULTS,
-            # Runtime values on purpose (see the template): the screens the forms post to.
-            "views": {
-                "renovation": type(self).__name__,
-                "inspection": "InspectionView",
-                "rectification": "RectificationOrderView",
-                "extension": "RenovationExtensionView",
-                "deduction": "DepositDeductionView",
-                "ticket": "TicketView",
-            },
-        }
-        return super().show(pk)
+        return send_nth(renovation.drawings, n, f"{renovation.number}-drawing")
 
     @expose("/permit/<int:pk>", methods=["GET"])
     @has_access
     def permit(self, pk):
+        from models.validators import mask_phone
         from views.base import sees_personal
         from views.registers import display_tz
 
         r = self.datamodel.get(pk, self._base_filters)
         if r is None:
             abort(404)
-        if not r.permit_no or r.status in ("applied", "rejected", "cancelled"):
+        if not r.has_permit:
             msg = T("装修申请尚未批准，没有许可证", "The renovation is not approved: there is no permit")
             return make_response(self.render_template("desk/error.html", message=msg), 409)
-        phone = r.phone
-        if not sees_personal("renovation"):
-            from models.validators import mask_phone
-
-            phone = mask_phone(phone)
         return self.render_template(
             "desk/renovation_permit.html",
             r=r,
-            phone=phone,
+            phone=r.phone if sees_personal("renovation") else mask_phone(r.phone),
             scope=_scope_text(r.scope),
             company=current_app.config.get("FEES_COMPANY_NAME", "物业服务中心"),
             company_phone=current_app.config.get("FEES_COMPANY_PHONE", ""),
@@ -578,233 +135,23 @@ class RenovationViewMixin(RenovationRules):
     @has_access
     def report(self):
         lists = report_lists(self.datamodel.session)
-        return self.render_template(
-            "desk/renovation_show.html", desk_reno_report=True, lists=lists, statuses=RENOVATION_STATUSES
-        )
-
-
-_PK = """
-          parameters:
-          - in: path
-            schema:
-              type: integer
-            name: pk"""
-
-
-def _doc(summary: str, props: str) -> str:
-    return f"""{summary}
-        ---
-        post:{_PK}
-          requestBody:
-            required: true
-            content:
-              application/json:
-                schema:
-                  type: object
-                  properties:
-                    version:
-                      type: integer{props}
-          responses:
-            200:
-              description: Done; the new status and version
-            403:
-              $ref: '#/components/responses/403'
-            404:
-              $ref: '#/components/responses/404'
-            409:
-              description: Someone changed the record first
-            422:
-              $ref: '#/components/responses/422'
-        """
-
-
-_NOTE = """
-                    note:
-                      type: string"""
-_REASON = """
-                    reason:
-                      type: string"""
+        return self.render_template("desk/renovation_report.html", lists=lists, statuses=RENOVATION_STATUSES)
 
 
 class RenovationApiMixin(RenovationRules):
+    """Drawings are files, uploaded through their action (``/drawings``), never names in JSON."""
+
     def pre_add(self, item):
         if item.drawings:
-            raise _err(
-                "drawings",
-                "图纸请通过 /api/v1/renovation/<id>/drawings 上传",
-                "Upload drawings through /api/v1/renovation/<id>/drawings",
-            )
+            raise FieldErrors({"drawings": [str(MSG_DRAWINGS_API)]})
         item.drawings = []
-        super().pre_add(item)
 
     def pre_update(self, item):
         from sqlalchemy import inspect as sa_inspect
 
         if sa_inspect(item).attrs["drawings"].history.has_changes():
-            raise _err(
-                "drawings",
-                "图纸请通过 /api/v1/renovation/<id>/drawings 上传",
-                "Upload drawings through /api/v1/renovation/<id>/drawings",
-            )
+            raise FieldErrors({"drawings": [str(MSG_DRAWINGS_API)]})
         super().pre_update(item)
-
-    def _act(self, pk, action: str):
-        session = self.datamodel.session
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return self.response_400(message="Request is not JSON")
-        renovation = self.datamodel.get(pk, self._base_filters)
-        if renovation is None:
-            return self.response_404()
-        fn, versioned = RENOVATION_ACTIONS[action]
-        try:
-            perform(
-                session, renovation, body.get("version"), lambda: fn(session, renovation, body), versioned=versioned
-            )
-        except FieldErrors as e:
-            return self.response_422(message=e.errors)
-        except Conflict as e:
-            return self.response(409, message=str(e), version=e.current_version)
-        return self.response(200, **_renovation_result(renovation))
-
-    @expose("/<int:pk>/approve", methods=["POST"])
-    @protect()
-    @permission_name("approve_renovation")
-    def approve_renovation(self, pk):
-        return self._act(pk, "approve_renovation")
-
-    approve_renovation.__doc__ = _doc(
-        "Approve an application (Managers only): a permit number, the deposit and the fee on the unit's bills.",
-        _NOTE,
-    )
-
-    @expose("/<int:pk>/reject", methods=["POST"])
-    @protect()
-    @permission_name("reject_renovation")
-    def reject_renovation(self, pk):
-        return self._act(pk, "reject_renovation")
-
-    reject_renovation.__doc__ = _doc("Reject an application with the reason (Managers only).", _REASON)
-
-    @expose("/<int:pk>/start", methods=["POST"])
-    @protect()
-    @permission_name("start")
-    def start(self, pk):
-        return self._act(pk, "start")
-
-    start.__doc__ = _doc("The works begin: the unit is 'renovating' until they are accepted.", "")
-
-    @expose("/<int:pk>/complete", methods=["POST"])
-    @protect()
-    @permission_name("complete")
-    def complete(self, pk):
-        return self._act(pk, "complete")
-
-    complete.__doc__ = _doc("Report the works completed (again after a failed acceptance).", "")
-
-    @expose("/<int:pk>/accept", methods=["POST"])
-    @protect()
-    @permission_name("accept")
-    def accept(self, pk):
-        return self._act(pk, "accept")
-
-    accept.__doc__ = _doc(
-        "Completion acceptance: passed true, or false with the note (a rectification order).",
-        """
-                    passed:
-                      type: boolean"""
-        + _NOTE,
-    )
-
-    @expose("/<int:pk>/refund", methods=["POST"])
-    @protect()
-    @permission_name("refund")
-    def refund(self, pk):
-        return self._act(pk, "refund")
-
-    refund.__doc__ = _doc(
-        "Refund the deposit less deductions, once (a Refund row; nothing when nothing is left).",
-        """
-                    method:
-                      type: string"""
-        + _REASON,
-    )
-
-    @expose("/<int:pk>/cancel", methods=["POST"])
-    @protect()
-    @permission_name("cancel")
-    def cancel(self, pk):
-        return self._act(pk, "cancel")
-
-    cancel.__doc__ = _doc("Cancel an application (or an approved one before the works start).", _REASON)
-
-    @expose("/<int:pk>/link_complaint", methods=["POST"])
-    @protect()
-    @permission_name("link_complaint")
-    def link_complaint(self, pk):
-        return self._act(pk, "link_complaint")
-
-    link_complaint.__doc__ = _doc(
-        "Link a complaint ticket (its number or id) to this renovation.",
-        """
-                    ticket:
-                      type: string""",
-    )
-
-    @expose("/<int:pk>/drawings", methods=["POST"])
-    @protect()
-    @permission_name("add_drawings")
-    def add_drawings(self, pk):
-        """Upload drawings (multipart ``drawings``, several allowed) with the ``version``.
-        ---
-        post:
-          parameters:
-          - in: path
-            schema:
-              type: integer
-            name: pk
-          requestBody:
-            required: true
-            content:
-              multipart/form-data:
-                schema:
-                  type: object
-                  properties:
-                    version:
-                      type: integer
-                    drawings:
-                      type: array
-                      items:
-                        type: string
-                        format: binary
-          responses:
-            200:
-              description: Stored
-            404:
-              $ref: '#/components/responses/404'
-            409:
-              description: Someone changed the record first
-            422:
-              $ref: '#/components/responses/422'
-        """
-        session = self.datamodel.session
-        renovation = self.datamodel.get(pk, self._base_filters)
-        if renovation is None:
-            return self.response_404()
-
-        def add():
-            names = save_uploads(request.files.getlist("drawings"), "drawings", DRAWING_EXTENSIONS)
-            if not names:
-                raise _err("drawings", "请选择文件", "Choose the files")
-            renovation.drawings = [*(renovation.drawings or []), *names]
-
-        try:
-            perform(session, renovation, request.form.get("version"), add)
-        except FieldErrors as e:
-            return self.response_422(message=e.errors)
-        except Conflict as e:
-            return self.response(409, message=str(e), version=e.current_version)
-        return self.response(200, drawings=len(renovation.drawings), version=renovation.version)
 
     @expose("/report", methods=["GET"])
     @protect()
@@ -829,6 +176,159 @@ class RenovationApiMixin(RenovationRules):
             late_rectifications=lists["late_rectifications"],
         )
 
+
+# The record an action made, named in its answer.
+CREATED = {"RenovationInspection": "inspection", "RenovationExtension": "extension", "DepositDeduction": "deduction"}
+CREATED.update(RectificationOrder="rectification_order", Ticket="ticket")
+
+
+def _answer(r: Renovation, returned) -> dict:
+    """What every renovation action answers besides id, version and status."""
+    out = {
+        "number": r.number,
+        "permit_no": r.permit_no,
+        "planned_end": r.planned_end.isoformat() if r.planned_end else None,
+        "deposit_refunded": None if r.deposit_refunded is None else str(r.deposit_refunded),
+        "refund_id": r.refund_id,
+        "drawings": len(r.drawings or []),
+    }
+    if type(returned).__name__ in CREATED:
+        out[CREATED[type(returned).__name__]] = returned.id
+    return out
+
+
+def _sees_bills(r: Renovation) -> bool:
+    """The deposit and fee are billed once approved; shown to those who may read bills."""
+    from views.base import rights
+
+    return r.status not in ("applied", "rejected") and "read" in rights("bill")
+
+
+def _bill_rows(r: Renovation) -> list[dict]:
+    """The deposit and fee lines on the unit's bills."""
+    from models.fees import BILL_STATUSES
+
+    names = {"deposit": T("装修押金", "Deposit"), "fee": T("装修管理费", "Management fee")}
+    return [
+        {
+            "item": names.get(which, which),
+            "amount": b.amount,
+            "paid": b.paid_amount,
+            "status": BILL_STATUSES.get(b.status, b.status),
+            "_url": url_for("BillView.show", pk=b.id),
+        }
+        for which, b in sorted(renovation_bills(object_session(r), r).items())
+    ]
+
+
+def _step(name: str, label: T, to: str | None = None, **kw) -> Action:
+    """A renovation action: the model method of its name (``to``: the state it moves to, from the
+    transition table), answering the renovation's facts."""
+    if to:
+        kw["when"] = moves_to(RENOVATION_TRANSITIONS, to)
+    return Action(name, label, method=kw.pop("method", name), result=_answer, **kw)
+
+
+RENOVATION_ACTIONS = [
+    _step(
+        "approve",
+        T("批准并发许可证", "Approve and issue the permit"),
+        "approved",
+        right="approve",
+        inputs=[Input("note", T("审批意见", "Note"))],
+        style="success",
+        screen_route="approve_renovation",
+        description=T("批准（经理）", "Approve (Managers): a permit number, the deposit and fee billed to the unit"),
+    ),
+    _step(
+        "reject",
+        T("驳回", "Reject"),
+        "rejected",
+        right="approve",
+        inputs=[Input("reason", T("驳回原因", "Reason"), required=True)],
+        style="danger",
+        screen_route="reject_renovation",
+        description=T("驳回（经理）", "Reject an application with the reason (Managers)"),
+    ),
+    _step("start", T("开工", "Start the works"), "active", style="primary"),
+    _step("complete", T("报完工", "Report completed"), "completed", style="primary"),
+    _step(
+        "accept",
+        T("验收", "Record acceptance"),
+        "accepted",
+        inputs=[
+            Input("passed", T("验收合格（不勾选为不合格）", "Passed (unticked: failed)"), kind="bool", required=True),
+            Input("note", T("验收意见（不合格须写明整改要求）", "Note (what to put right if failed)"), kind="textarea"),
+        ],
+        style="primary",
+        description=T("完工验收", "Completion acceptance: passed true, or false with the note (a rectification order)"),
+    ),
+    _step(
+        "refund",
+        T("退还押金", "Refund the deposit"),
+        "refunded",
+        inputs=[
+            Input(
+                "method",
+                T("退款方式（默认银行转账）", "Method (else bank transfer)"),
+                kind="choice",
+                choices=PAYMENT_METHODS,
+            ),
+            Input("reason", T("备注", "Note"), max_length=120),
+        ],
+        style="warning",
+        confirm=T("退还押金（扣除已记录的扣款）？", "Refund the deposit, less the recorded deductions?"),
+        description=T("退还押金", "Refund the deposit less deductions, once (a Refund row unless nothing is left)"),
+    ),
+    _step(
+        "cancel", T("取消申请", "Cancel"), "cancelled", inputs=[Input("reason", T("取消原因", "Reason"), required=True)]
+    ),
+    _step(
+        "record_inspection",
+        T("记录巡查", "Record an inspection"),
+        inputs=[
+            Input("findings", T("巡查情况", "Findings"), kind="textarea", required=True, max_length=4000),
+            Input("violation", T("违规（下整改通知）", "Violation (a rectification order)"), kind="bool"),
+            Input("photos", T("照片", "Photos"), kind="files", accept=PHOTO_EXTENSIONS),
+        ],
+        when=lambda r: r.status in WORKING_STATUSES,
+        needs_version=False,
+        style="primary",
+    ),
+    _step(
+        "request_extension",
+        T("申请延期", "Request an extension"),
+        inputs=[
+            Input("new_end", T("延期至", "New end"), kind="date", required=True),
+            Input("reason", T("延期原因", "Reason"), required=True),
+        ],
+        when=lambda r: r.status in ("approved", "active"),
+        needs_version=False,
+    ),
+    _step(
+        "deduct",
+        T("记录押金扣除", "Record a deduction"),
+        inputs=[
+            Input("amount", T("扣除金额(元)", "Amount (CNY)"), kind="decimal", required=True),
+            Input("reason", T("扣除原因", "Reason"), required=True, max_length=200),
+        ],
+        when=lambda r: r.status in (*WORKING_STATUSES, "accepted"),
+        needs_version=False,
+    ),
+    _step(
+        "link_complaint",
+        T("关联投诉", "Link a complaint"),
+        inputs=[Input("ticket", T("投诉单编号", "Complaint number"), required=True, max_length=40)],
+        needs_version=False,
+        description=T("关联投诉", "Link a complaint ticket (its number or id) to this renovation"),
+    ),
+    _step(
+        "add_drawings",
+        T("补充图纸", "Add drawings"),
+        inputs=[Input("drawings", T("施工图纸", "Drawings"), kind="files", required=True, accept=DRAWING_EXTENSIONS)],
+        api_route="drawings",
+    ),
+]
 
 RENOVATION_LABELS = {
     "number": T("申请编号", "Number"),
@@ -857,8 +357,9 @@ RENOVATION_LABELS = {
     "acceptance_note": T("验收意见", "Acceptance note"),
     "deposit_refunded": T("已退押金(元)", "Deposit refunded (CNY)"),
     "next_inspection_on": T("下次巡查", "Next inspection"),
+    "deducted": T("已扣除(元)", "Deducted (CNY)"),
+    "refundable": T("可退押金(元)", "Refundable (CNY)"),
 }
-
 RENOVATION_DESCRIPTIONS = {
     "load_bearing_change": T(
         "不得改动承重墙、梁、柱、楼板：勾选即不予受理",
@@ -866,6 +367,30 @@ RENOVATION_DESCRIPTIONS = {
     ),
     "working_hours": T("如 08:00-12:00,14:00-18:00", "e.g. 08:00-12:00,14:00-18:00"),
 }
+MONEY = ["deducted", "refundable", "deposit_refunded"]
+BILL_ROW_LABELS = {
+    "item": T("项目", "Item"),
+    "amount": T("金额(元)", "Amount (CNY)"),
+    "paid": T("已缴(元)", "Paid (CNY)"),
+    "status": T("状态", "Status"),
+}
+
+
+def _began(r: Renovation) -> bool:
+    return r.status in (*WORKING_STATUSES, "accepted", "refunded")
+
+
+def _decided(r: Renovation) -> bool:
+    return r.status not in ("applied", "rejected")
+
+
+def _child(label: T, resource: str, columns: list[str], when=_began) -> Related:
+    """A list of the renovation's rows of another resource (shown once they may exist)."""
+    return Related(label, resource=resource, via="renovation_id", columns=columns, when=when, name=resource)
+
+
+APPLICATION = ["unit", "owner", "contractor", "person_in_charge", "phone", "workers", "scope"]
+APPLICATION += ["load_bearing_change", "description", "planned_start", "planned_end", "working_hours"]
 
 register(
     Resource(
@@ -885,64 +410,55 @@ register(
             "planned_end",
             "permit_no",
         ],
-        edit_columns=[
-            "unit",
-            "owner",
-            "contractor",
-            "person_in_charge",
-            "phone",
-            "workers",
-            "scope",
-            "load_bearing_change",
-            "description",
-            "planned_start",
-            "planned_end",
-            "working_hours",
-            "deposit",
-            "management_fee",
+        edit_columns=[*APPLICATION, "deposit", "management_fee"],
+        add_columns=[*APPLICATION, "drawings", "deposit", "management_fee"],
+        sections=[
+            Section(
+                T("申请", "Application"), ["number", "status", "unit.code", "owner.name", *APPLICATION[2:], "drawings"]
+            ),
+            Section(
+                T("审批", "Decision"),
+                ["permit_no", "decided_at", "decision_note"],
+                when=lambda r: r.status != "applied",
+            ),
+            Section(T("押金与管理费", "Deposit and fee"), ["deposit", "management_fee", *MONEY]),
+            Section(T("施工与验收", "Works"), ["next_inspection_on", "actual_end", "acceptance_note"], when=_began),
         ],
-        add_columns=[
-            "unit",
-            "owner",
-            "contractor",
-            "person_in_charge",
-            "phone",
-            "workers",
-            "scope",
-            "load_bearing_change",
-            "description",
-            "planned_start",
-            "planned_end",
-            "working_hours",
-            "drawings",
-            "deposit",
-            "management_fee",
-        ],
-        show_columns=[
-            "number",
-            "status",
-            "permit_no",
-            "unit.code",
-            "owner.name",
-            "contractor",
-            "person_in_charge",
-            "phone",
-            "workers",
-            "scope",
-            "load_bearing_change",
-            "description",
-            "planned_start",
-            "planned_end",
-            "working_hours",
-            "drawings",
-            "deposit",
-            "management_fee",
-            "decision_note",
-            "decided_at",
-            "actual_end",
-            "acceptance_note",
-            "deposit_refunded",
-            "next_inspection_on",
+        related=[
+            Related(
+                T("施工图纸", "Drawings"),
+                rows=lambda r: _files(T("图纸", "Drawing"), "RenovationView.drawing", r.id, r.drawings),
+                columns=["name"],
+                labels={"name": T("文件", "File")},
+                when=lambda r: bool(r.drawings),
+                name="drawings",
+            ),
+            Related(
+                T("押金与管理费账单", "Deposit and fee bills"),
+                rows=_bill_rows,
+                columns=["item", "amount", "paid", "status"],
+                labels=BILL_ROW_LABELS,
+                when=_sees_bills,
+                name="bills",
+            ),
+            _child(
+                T("巡查记录", "Inspections"),
+                "inspection",
+                ["inspected_at", "inspector.username", "violation", "findings"],
+            ),
+            _child(
+                T("整改通知", "Rectification orders"),
+                "rectification_order",
+                ["description", "deadline", "status", "steps_done"],
+            ),
+            _child(
+                T("延期申请", "Extensions"),
+                "renovation_extension",
+                ["new_end", "reason", "status", "decision_note"],
+                _decided,
+            ),
+            _child(T("押金扣除", "Deposit deductions"), "deposit_deduction", ["amount", "reason", "created_at"]),
+            _child(T("相关投诉", "Complaints"), "ticket", ["number", "reported_at", "description", "status"], None),
         ],
         search_columns=["number", "status", "contractor", "planned_start", "planned_end", "permit_no"],
         order=("id", "desc"),
@@ -952,43 +468,21 @@ register(
         lookups=[UNIT_LOOKUP, OWNER_LOOKUP],
         view_mixins=(RenovationViewMixin,),
         api_mixins=(RenovationApiMixin,),
-        show_template="desk/renovation_show.html",
+        actions=RENOVATION_ACTIONS,
+        links=[Link(T("打印装修许可证", "Print the permit"), "permit", when=lambda r: r.has_permit, new_tab=True)],
     )
 )
 
 
 # --- inspections -------------------------------------------------------------------------------
 RENOVATION_LOOKUP = Lookup("renovation", search=("number",), label=lambda r: f"{r.number}")
+RENOVATION_OF = {"renovation": T("装修", "Renovation"), "renovation.number": T("装修", "Renovation")}
 
 
-class InspectionViewMixin(InspectionRules):
-    @expose("/record/<int:renovation_pk>", methods=["POST"])
-    @has_access
-    def record(self, renovation_pk):
-        session = self.datamodel.session
-        renovation = session.get(Renovation, renovation_pk)
-        if renovation is None:
-            abort(404)
-
-        def run():
-            photos = save_uploads(request.files.getlist("photos"), "photos", PHOTO_EXTENSIONS)
-            return record_inspection(
-                session,
-                renovation,
-                request.form.get("findings"),
-                violation=request.form.get("violation") in ("1", "y", "on", "true", "yes"),
-                photos=photos,
-                inspector_id=_user_id(),
-            )
-
-        try:
-            perform(session, renovation, None, run, versioned=False)
-            flash(str(MSG_DONE), "success")
-        except FieldErrors as e:
-            flash(_messages(e), "danger")
-        except Conflict as e:
-            flash(str(e), "danger")
-        return redirect(url_for("RenovationView.show", pk=renovation_pk))
+class InspectionViewMixin:
+    def __init__(self, **kwargs):
+        self.formatters_columns = {**(self.formatters_columns or {}), "photos": _count}
+        super().__init__(**kwargs)
 
     @expose("/photo/<int:pk>/<int:n>", methods=["GET"])
     @has_access
@@ -996,7 +490,7 @@ class InspectionViewMixin(InspectionRules):
         row = self.datamodel.get(pk, self._base_filters)
         if row is None:
             abort(404)
-        return _send_stored(row.photos, n, f"inspection-{pk}-photo-{n + 1}")
+        return send_nth(row.photos, n, f"inspection-{pk}-photo")
 
 
 register(
@@ -1009,14 +503,14 @@ register(
         icon="fa-search",
         list_columns=["renovation.number", "inspected_at", "inspector.username", "violation", "findings"],
         # An inspection is what was found that day: recorded, never edited (a later one is new).
+        # Photos come with the renovation's 记录巡查 action (uploaded files).
         edit_columns=(),
         add_columns=["renovation", "findings", "violation"],
         show_columns=["renovation.number", "inspected_at", "inspector.username", "violation", "findings", "photos"],
         search_columns=["inspected_at", "violation"],
         order=("id", "desc"),
         labels={
-            "renovation": T("装修", "Renovation"),
-            "renovation.number": T("装修", "Renovation"),
+            **RENOVATION_OF,
             "inspected_at": T("巡查时间", "Inspected at"),
             "inspector": T("巡查人", "Inspector"),
             "inspector.username": T("巡查人", "Inspector"),
@@ -1026,80 +520,38 @@ register(
         },
         lookups=[RENOVATION_LOOKUP],
         view_mixins=(InspectionViewMixin,),
-        api_mixins=(InspectionRules,),
+        related=[
+            Related(
+                T("照片", "Photos"),
+                rows=lambda i: _files(T("照片", "Photo"), "InspectionView.photo", i.id, i.photos),
+                columns=["name"],
+                when=lambda i: bool(i.photos),
+                name="photos",
+                labels={"name": T("文件", "File")},
+            ),
+            Related(
+                T("整改通知", "Rectification orders"),
+                resource="rectification_order",
+                via="inspection_id",
+                columns=["description", "deadline", "status"],
+                when=lambda i: i.violation,
+                name="rectification_order",
+            ),
+        ],
     )
 )
 
 
 # --- rectification orders ----------------------------------------------------------------------
-def _order_move(session, order, version, fn):
-    perform(session, order, version, lambda: fn(session, order))
+class RectificationRules:
+    def pre_update(self, item):
+        from sqlalchemy import inspect as sa_inspect
 
-
-RECT_ACTIONS = {"rectified": rectification_done, "verify": rectification_verify}
-
-
-class RectificationViewMixin(RectificationRules):
-    def _act(self, pk, action):
-        session = self.datamodel.session
-        order = self.datamodel.get(pk, self._base_filters)
-        if order is None:
-            abort(404)
-        try:
-            _order_move(session, order, request.form.get("version"), RECT_ACTIONS[action])
-            flash(str(MSG_DONE), "success")
-        except FieldErrors as e:
-            flash(_messages(e), "danger")
-        except Conflict as e:
-            flash(str(e), "danger")
-        back = request.form.get("back")
-        if back == "renovation":
-            return redirect(url_for("RenovationView.show", pk=order.renovation_id))
-        return redirect(url_for(f"{type(self).__name__}.show", pk=pk))
-
-    @expose("/rectified/<int:pk>", methods=["POST"])
-    @has_access
-    def rectified(self, pk):
-        return self._act(pk, "rectified")
-
-    @expose("/verify/<int:pk>", methods=["POST"])
-    @has_access
-    def verify(self, pk):
-        return self._act(pk, "verify")
-
-
-class RectificationApiMixin(RectificationRules):
-    def _act(self, pk, action):
-        session = self.datamodel.session
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return self.response_400(message="Request is not JSON")
-        order = self.datamodel.get(pk, self._base_filters)
-        if order is None:
-            return self.response_404()
-        try:
-            _order_move(session, order, body.get("version"), RECT_ACTIONS[action])
-        except FieldErrors as e:
-            return self.response_422(message=e.errors)
-        except Conflict as e:
-            return self.response(409, message=str(e), version=e.current_version)
-        return self.response(200, id=order.id, status=order.status, version=order.version)
-
-    @expose("/<int:pk>/rectified", methods=["POST"])
-    @protect()
-    @permission_name("rectified")
-    def rectified(self, pk):
-        return self._act(pk, "rectified")
-
-    rectified.__doc__ = _doc("Report a rectification order put right.", "")
-
-    @expose("/<int:pk>/verify", methods=["POST"])
-    @protect()
-    @permission_name("verify")
-    def verify(self, pk):
-        return self._act(pk, "verify")
-
-    verify.__doc__ = _doc("Verify a rectified order (复查).", "")
+        before = sa_inspect(item).attrs["status"].history.deleted or [item.status]
+        if before[0] != "open":
+            raise FieldErrors({"status": [str(T("只有整改中的通知可以修改", "Only an open order can be edited"))]})
+        if item.steps_done == 0:
+            item.next_due_at = item.deadline
 
 
 register(
@@ -1112,20 +564,11 @@ register(
         icon="fa-exclamation-triangle",
         list_columns=["renovation.number", "description", "deadline", "status", "steps_done"],
         edit_columns=["renovation", "description", "deadline"],
-        show_columns=[
-            "renovation.number",
-            "description",
-            "deadline",
-            "status",
-            "done_at",
-            "steps_done",
-            "next_due_at",
-        ],
+        show_columns=["renovation.number", "description", "deadline", "status", "done_at", "steps_done", "next_due_at"],
         search_columns=["status", "deadline"],
         order=("id", "desc"),
         labels={
-            "renovation": T("装修", "Renovation"),
-            "renovation.number": T("装修", "Renovation"),
+            **RENOVATION_OF,
             "description": T("整改要求", "What must be put right"),
             "deadline": T("整改期限", "Deadline"),
             "status": T("状态", "Status"),
@@ -1135,122 +578,46 @@ register(
         },
         choices={"status": RECTIFICATION_STATUSES},
         lookups=[RENOVATION_LOOKUP],
-        view_mixins=(RectificationViewMixin,),
-        api_mixins=(RectificationApiMixin,),
+        view_mixins=(RectificationRules,),
+        api_mixins=(RectificationRules,),
+        actions=[
+            Action(
+                "rectified",
+                T("已整改", "Rectified"),
+                method="rectified",
+                when=lambda o: o.status == "open",
+                style="primary",
+                description=T("报已整改", "Report a rectification order put right"),
+            ),
+            Action(
+                "verify",
+                T("复查通过", "Verified"),
+                method="verify",
+                when=lambda o: o.status == "done",
+                style="success",
+                description=T("复查", "Verify a rectified order (复查)"),
+            ),
+        ],
     )
 )
 
 
 # --- extensions --------------------------------------------------------------------------------
-def _parse_day(value, field: str) -> dt.date:
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value or "").strip())
-    except ValueError:
-        raise _err(field, "应为日期（YYYY-MM-DD）", "Must be a date (YYYY-MM-DD)") from None
-
-
-EXT_ACTIONS = {
-    "approve_extension": lambda s, e, d: decide_extension(s, e, True, d.get("note")),
-    "reject_extension": lambda s, e, d: decide_extension(s, e, False, d.get("note") or d.get("reason")),
-}
-
-
-class ExtensionViewMixin(ExtensionRules):
-    def _act(self, pk, action):
-        session = self.datamodel.session
-        ext = self.datamodel.get(pk, self._base_filters)
-        if ext is None:
-            abort(404)
-        data = request.form.to_dict()
-        try:
-            perform(session, ext, data.get("version"), lambda: EXT_ACTIONS[action](session, ext, data))
-            flash(str(MSG_DONE), "success")
-        except FieldErrors as e:
-            flash(_messages(e), "danger")
-        except Conflict as e:
-            flash(str(e), "danger")
-        if data.get("back") == "renovation":
-            return redirect(url_for("RenovationView.show", pk=ext.renovation_id))
-        return redirect(url_for(f"{type(self).__name__}.show", pk=pk))
-
-    @expose("/approve_extension/<int:pk>", methods=["POST"])
-    @has_access
-    def approve_extension(self, pk):
-        return self._act(pk, "approve_extension")
-
-    @expose("/reject_extension/<int:pk>", methods=["POST"])
-    @has_access
-    def reject_extension(self, pk):
-        return self._act(pk, "reject_extension")
-
-    @expose("/request_extension/<int:renovation_pk>", methods=["POST"])
-    @has_access
-    def request_extension(self, renovation_pk):
-        session = self.datamodel.session
-        renovation = session.get(Renovation, renovation_pk)
-        if renovation is None:
-            abort(404)
-        try:
-            perform(
-                session,
-                renovation,
-                None,
-                lambda: request_extension(
-                    session,
-                    renovation,
-                    _parse_day(request.form.get("new_end"), "new_end"),
-                    request.form.get("reason"),
-                ),
-                versioned=False,
-            )
-            flash(str(MSG_DONE), "success")
-        except FieldErrors as e:
-            flash(_messages(e), "danger")
-        except Conflict as e:
-            flash(str(e), "danger")
-        return redirect(url_for("RenovationView.show", pk=renovation_pk))
-
-
-class ExtensionApiMixin(ExtensionRules):
-    def _act(self, pk, action):
-        session = self.datamodel.session
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return self.response_400(message="Request is not JSON")
-        ext = self.datamodel.get(pk, self._base_filters)
-        if ext is None:
-            return self.response_404()
-        try:
-            perform(session, ext, body.get("version"), lambda: EXT_ACTIONS[action](session, ext, body))
-        except FieldErrors as e:
-            return self.response_422(message=e.errors)
-        except Conflict as e:
-            return self.response(409, message=str(e), version=e.current_version)
-        return self.response(
-            200,
-            id=ext.id,
-            status=ext.status,
-            version=ext.version,
-            planned_end=ext.renovation.planned_end.isoformat(),
-        )
-
-    @expose("/<int:pk>/approve", methods=["POST"])
-    @protect()
-    @permission_name("approve_extension")
-    def approve_extension(self, pk):
-        return self._act(pk, "approve_extension")
-
-    approve_extension.__doc__ = _doc("Approve an extension (Managers only): the planned end moves.", _NOTE)
-
-    @expose("/<int:pk>/reject", methods=["POST"])
-    @protect()
-    @permission_name("reject_extension")
-    def reject_extension(self, pk):
-        return self._act(pk, "reject_extension")
-
-    reject_extension.__doc__ = _doc("Reject an extension with a note (Managers only).", _NOTE)
+def _decision(name: str, label: T, style: str, note: Input) -> Action:
+    """A Manager's decision on an extension request (the ``approve`` right); approving moves the
+    renovation's planned end, which the answer gives."""
+    return Action(
+        name,
+        label,
+        method=name,
+        right="approve",
+        inputs=[note],
+        when=lambda e: e.status == "requested",
+        style=style,
+        screen_route=f"{name}_extension",
+        description=T(f"{label.zh}（经理）", f"{name.title()} an extension request (Managers only)"),
+        result=lambda ext, _: {"planned_end": ext.renovation.planned_end.isoformat()},
+    )
 
 
 register(
@@ -1269,8 +636,7 @@ register(
         search_columns=["status", "new_end"],
         order=("id", "desc"),
         labels={
-            "renovation": T("装修", "Renovation"),
-            "renovation.number": T("装修", "Renovation"),
+            **RENOVATION_OF,
             "new_end": T("延期至", "New end"),
             "reason": T("延期原因", "Reason"),
             "status": T("状态", "Status"),
@@ -1279,37 +645,15 @@ register(
         },
         choices={"status": EXTENSION_STATUSES},
         lookups=[RENOVATION_LOOKUP],
-        view_mixins=(ExtensionViewMixin,),
-        api_mixins=(ExtensionApiMixin,),
+        actions=[
+            _decision("approve", T("批准延期", "Approve"), "success", Input("note", T("审批意见", "Note"))),
+            _decision("reject", T("驳回", "Reject"), "danger", Input("note", T("驳回原因", "Reason"), required=True)),
+        ],
     )
 )
 
 
 # --- deposit deductions ------------------------------------------------------------------------
-class DeductionViewMixin(DeductionRules):
-    @expose("/deduct/<int:renovation_pk>", methods=["POST"])
-    @has_access
-    def deduct(self, renovation_pk):
-        session = self.datamodel.session
-        renovation = session.get(Renovation, renovation_pk)
-        if renovation is None:
-            abort(404)
-        try:
-            perform(
-                session,
-                renovation,
-                None,
-                lambda: record_deduction(session, renovation, request.form.get("amount"), request.form.get("reason")),
-                versioned=False,
-            )
-            flash(str(MSG_DONE), "success")
-        except FieldErrors as e:
-            flash(_messages(e), "danger")
-        except Conflict as e:
-            flash(str(e), "danger")
-        return redirect(url_for("RenovationView.show", pk=renovation_pk))
-
-
 register(
     Resource(
         name="deposit_deduction",
@@ -1325,14 +669,11 @@ register(
         search_columns=["amount", "reason"],
         order=("id", "desc"),
         labels={
-            "renovation": T("装修", "Renovation"),
-            "renovation.number": T("装修", "Renovation"),
+            **RENOVATION_OF,
             "amount": T("扣除金额(元)", "Amount (CNY)"),
             "reason": T("扣除原因", "Reason"),
             "created_at": T("记录时间", "Recorded at"),
         },
         lookups=[RENOVATION_LOOKUP],
-        view_mixins=(DeductionViewMixin,),
-        api_mixins=(DeductionRules,),
     )
 )

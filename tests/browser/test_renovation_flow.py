@@ -38,13 +38,24 @@ def unit_code(app, make_unit) -> tuple[int, str]:
 
 
 def _status(page) -> str:
-    return page.locator(".desk-reno-status").get_attribute("data-status")
+    """The record's status label in the detail page's 办理 panel."""
+    return page.locator(".desk-actions .desk-status").inner_text().strip()
 
 
 def _submit(page, form_class: str):
     with page.expect_navigation():
-        page.locator(f"form.{form_class} [type=submit]").click()
+        page.locator(f"form.desk-action.{form_class} [type=submit]").click()
     assert page.locator(".alert-danger").count() == 0, page.locator(".alert-danger").all_inner_texts()
+
+
+def _field(page, label: str) -> str:
+    """A value of the detail page's sections, by its label."""
+    return page.locator(f"tr:has(th:text-is('{label}')) td").first.inner_text().strip()
+
+
+def _related_rows(page, name: str):
+    """The rows of a related list on the detail page (Related.name: its CSS class desk-<name>)."""
+    return page.locator(f".desk-related.desk-{name} tbody tr")
 
 
 def test_renovation_from_application_to_refund(app, page, new_page, login, live_server, unit_code, artifacts, tmp_path):
@@ -81,17 +92,21 @@ def test_renovation_from_application_to_refund(app, page, new_page, login, live_
         assert r.status == "applied" and r.scope == ["walls", "bathroom"] and len(r.drawings) == 1
         db.session.remove()
     page.goto(f"/renovation/show/{pk}")
-    assert _status(page) == "applied"
-    assert page.locator("form.desk-reno-approve").count() == 0  # Managers only
+    assert _status(page) == "已申请"
+    assert page.locator("form.desk-approve").count() == 0  # Managers only
+    assert page.locator("form.desk-action.desk-cancel").count() == 1  # Staff may withdraw it
+    assert _related_rows(page, "drawings").count() == 1  # the uploaded drawing, a download
+    assert page.locator(".desk-related.desk-inspection").count() == 0  # no works yet: no inspections
     page.screenshot(path=str(artifacts / "renovation-1-applied.png"), full_page=True)
 
     # --- the Manager approves and prints the permit
     manager = new_page()
     login(manager, "Manager")
     manager.goto(f"/renovation/show/{pk}")
-    _submit(manager, "desk-reno-approve")
-    assert _status(manager) == "approved"
-    permit_link = manager.locator("a.desk-permit-link")
+    _submit(manager, "desk-approve")
+    assert _status(manager) == "已批准"
+    assert _field(manager, "许可证号").startswith("ZXXK")
+    permit_link = manager.locator("a.desk-link", has_text="打印装修许可证")
     with manager.context.expect_page() as popup:
         permit_link.click()
     permit = popup.value
@@ -116,31 +131,72 @@ def test_renovation_from_application_to_refund(app, page, new_page, login, live_
 
     # --- Staff starts the works and records an inspection with a photo
     page.goto(f"/renovation/show/{pk}")
-    _submit(page, "desk-reno-start")
-    assert _status(page) == "active"
+    _submit(page, "desk-start")
+    assert _status(page) == "施工中"
     photo = tmp_path / "现场.jpg"
     photo.write_bytes(b"\xff\xd8\xff fake jpeg")
-    page.fill("form.desk-reno-inspect input[name=findings]", "施工规范，垃圾已袋装")
-    page.set_input_files("form.desk-reno-inspect input[name=photos]", str(photo))
-    _submit(page, "desk-reno-inspect")
-    assert page.locator("tr.desk-reno-inspection").count() == 1
-    assert "施工规范" in page.locator("tr.desk-reno-inspection").inner_text()
-    page.fill("form.desk-reno-deduct input[name=amount]", "120.00")
-    page.fill("form.desk-reno-deduct input[name=reason]", "电梯轿厢划伤")
-    _submit(page, "desk-reno-deduct")
-    _submit(page, "desk-reno-complete")
-    assert _status(page) == "completed"
+    page.fill("form.desk-record-inspection [name=findings]", "楼道堆放建筑垃圾")
+    page.check("form.desk-record-inspection input[name=violation]")
+    page.set_input_files("form.desk-record-inspection input[name=photos]", str(photo))
+    _submit(page, "desk-record-inspection")
+    assert re.search(SHOW_PATH, page.url), page.url  # back on the renovation's page
+    inspections = _related_rows(page, "inspection")
+    assert inspections.count() == 1 and "楼道堆放建筑垃圾" in inspections.inner_text()
+    assert _related_rows(page, "rectification_order").count() == 1  # the violation's rectification order
+    # the inspection's own page offers its photo as a download, and its order
+    with page.expect_navigation():
+        inspections.locator("a").first.click()
+    photo_link = _related_rows(page, "photos").locator("a")
+    got = page.request.get(photo_link.get_attribute("href"))
+    assert got.status == 200 and got.body() == photo.read_bytes()
+    page.screenshot(path=str(artifacts / "renovation-5-inspection.png"), full_page=True)
+    # the order is put right and verified on its own page
+    with page.expect_navigation():
+        _related_rows(page, "rectification_order").locator("a").first.click()
+    assert _status(page) == "整改中"
+    _submit(page, "desk-rectified")
+    assert _status(page) == "已整改"
+    _submit(page, "desk-verify")
+    assert _status(page) == "已复查"
+    page.screenshot(path=str(artifacts / "renovation-6-rectification.png"), full_page=True)
+
+    # an extension: Staff asks on the renovation's page, the Manager decides on the request's page
+    page.goto(f"/renovation/show/{pk}")
+    later = today + dt.timedelta(days=20)
+    page.locator("form.desk-request-extension input[name=new_end]").evaluate(
+        "(e, v) => { e.value = v; }", later.isoformat()
+    )
+    page.fill("form.desk-request-extension input[name=reason]", "瓷砖到货延误")
+    _submit(page, "desk-request-extension")
+    assert _related_rows(page, "renovation_extension").count() == 1
+    assert page.locator("form.desk-approve").count() == 0  # Staff never decides
+    manager.goto(f"/renovation/show/{pk}")
+    with manager.expect_navigation():
+        _related_rows(manager, "renovation_extension").locator("a").first.click()
+    assert _status(manager) == "待审批"
+    _submit(manager, "desk-approve")
+    assert _status(manager) == "已批准"
+    manager.screenshot(path=str(artifacts / "renovation-7-extension.png"), full_page=True)
+    page.goto(f"/renovation/show/{pk}")
+    assert _field(page, "计划完工") == later.isoformat()
+    page.fill("form.desk-deduct input[name=amount]", "120.00")
+    page.fill("form.desk-deduct input[name=reason]", "电梯轿厢划伤")
+    _submit(page, "desk-deduct")
+    assert _field(page, "已扣除(元)") == "120.00" and _field(page, "可退押金(元)") == "2880.00"
+    _submit(page, "desk-complete")
+    assert _status(page) == "已完工待验收"
     page.screenshot(path=str(artifacts / "renovation-3-completed.png"), full_page=True)
 
     # --- the Manager accepts and refunds
     manager.goto(f"/renovation/show/{pk}")
-    manager.select_option("form.desk-reno-accept select[name=result]", "pass")
-    _submit(manager, "desk-reno-accept")
-    assert _status(manager) == "accepted"
-    assert manager.locator(".desk-reno-refundable").inner_text().strip() == "2880.00"
-    _submit(manager, "desk-reno-refund")
-    assert _status(manager) == "refunded"
-    assert manager.locator(".desk-reno-refunded").inner_text().strip() == "2880.00"
+    manager.check("form.desk-accept input[name=passed]")
+    _submit(manager, "desk-accept")
+    assert _status(manager) == "验收合格"
+    assert _field(manager, "可退押金(元)") == "2880.00"
+    manager.once("dialog", lambda dialog: dialog.accept())  # the refund asks first
+    _submit(manager, "desk-refund")
+    assert _status(manager) == "押金已退"
+    assert _field(manager, "已退押金(元)") == "2880.00"
     manager.screenshot(path=str(artifacts / "renovation-4-refunded.png"), full_page=True)
     with app.app_context():
         r = db.session.get(Renovation, pk)
