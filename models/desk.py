@@ -116,6 +116,112 @@ TICKET_CODED = {
     "escalation_level": ESCALATION_LEVELS,
 }
 
+# What each column of a ticket is called, on the screens, the print form and the registers.
+TICKET_LABELS = {
+    "number": T("编号", "Number"),
+    "estate": T("小区", "Estate"),
+    "estate.name": T("小区", "Estate"),
+    "unit": T("房屋", "Unit"),
+    "unit.code": T("房号", "Unit"),
+    "owner": T("业主", "Owner"),
+    "owner.name": T("业主", "Owner"),
+    "resident": T("住户", "Resident"),
+    "visitor_name": T("来访人", "Visitor"),
+    "visitor_phone": T("来访人电话", "Visitor phone"),
+    "kind": T("类别", "Class"),
+    "subkind": T("细类", "Sub-class"),
+    "channel": T("渠道", "Channel"),
+    "priority": T("优先级", "Priority"),
+    "address": T("地址/地点", "Address / place"),
+    "callback_phone": T("联系电话", "Callback phone"),
+    "description": T("求助内容", "Request"),
+    "status": T("状态", "Status"),
+    "cancel_reason": T("取消原因", "Cancellation reason"),
+    "assignee": T("处理人", "Assignee"),
+    "assignee.username": T("处理人", "Assignee"),
+    "escalation_level": T("升级级别", "Escalation level"),
+    "responsibility": T("维修责任", "Repair responsibility"),
+    "agreed_visit_at": T("约定上门时间", "Agreed visit time"),
+    "cost": T("费用(元)", "Cost (CNY)"),
+    "medical_path": T("急救处置", "Emergency path"),
+    "dispatched": T("派出人员", "Who was sent"),
+    "consult_mode": T("咨询方式", "Consultation mode"),
+    "reply": T("答复内容", "Reply"),
+    "confidential": T("保密", "Confidential"),
+    "complaint_about": T("投诉对象", "Complaint about"),
+    "reported_at": T("登记时间", "Recorded at"),
+    "received_at": T("受理时间", "Received at"),
+    "received_late_reason": T("补登原因", "Reason for late entry"),
+    "replied_at": T("答复时间", "Replied at"),
+    "resolved_at": T("解决时间", "Resolved at"),
+    "closed_at": T("关闭时间", "Closed at"),
+    "reply_due_at": T("答复时限", "Reply due"),
+    "resolve_due_at": T("解决时限", "Resolve due"),
+    "next_due_at": T("下一时限", "Next deadline"),
+    "archived_at": T("归档时间", "Archived at"),
+    # computed (Ticket properties)
+    "reply_basis": T("答复时限依据", "Reply limit from"),
+    "resolve_basis": T("解决时限依据", "Resolve limit from"),
+    "read_only_notice": T("说明", "Why"),
+}
+
+# What the columns of the desk's other records are called (their screens, their API's labels).
+POLICY_LABELS = {
+    "kind": T("类别", "Class"),
+    "priority": T("优先级（空为全部）", "Priority (empty: any)"),
+    "reply_minutes": T("答复时限(分钟)", "Reply within (min)"),
+    "resolve_minutes": T("解决时限(分钟)", "Resolve within (min)"),
+    "resolve_working_days": T("解决时限(工作日)", "Resolve within (working days)"),
+    "second_level_minutes": T("二级升级(超时后分钟)", "Second level after (min)"),
+    "warn_minutes": T("提前预警(分钟)", "Warn before (min)"),
+    "replaces_rule": T("替代规程", "Replaces procedure rule"),
+    "active": T("启用", "Active"),
+    "rule_notes": T("各条规程是否适用", "Which procedure rule applies"),  # computed (SlaPolicy.rule_notes)
+}
+CALLBACK_LABELS = {
+    "ticket": T("求助单", "Ticket"),
+    "ticket.number": T("求助单", "Ticket"),
+    "due_at": T("应回访时间", "Due"),
+    "status": T("状态", "Status"),
+    "attempts": T("联系次数", "Tries"),
+    "reached": T("已联系上", "Reached"),
+    "satisfaction": T("满意度(1-5)", "Satisfaction (1-5)"),
+    "comment": T("回访意见", "Comment"),
+    "done_at": T("完成时间", "Done at"),
+    "assignee": T("回访人", "Assignee"),
+    "assignee.username": T("回访人", "Assignee"),
+}
+DUTY_LABELS = {
+    "user": T("值班人", "On duty"),
+    "user.username": T("值班人", "On duty"),
+    "estate": T("小区", "Estate"),
+    "estate.name": T("小区", "Estate"),
+    "starts_at": T("开始", "Starts"),
+    "ends_at": T("结束", "Ends"),
+    "post": T("岗位", "Post"),
+}
+NOTIFICATION_LABELS = {
+    "created_at": T("时间", "When"),
+    "title": T("标题", "Title"),
+    "body": T("内容", "Body"),
+    "kind": T("类型", "Kind"),
+    "channel": T("渠道", "Channel"),
+    "state": T("发送状态", "Delivery"),
+    "attempts": T("尝试次数", "Attempts"),
+    "sent_at": T("发送时间", "Sent at"),
+    "read_at": T("已读时间", "Read at"),
+    "last_error": T("最近错误", "Last error"),
+}
+
+# The class-specific parts of a ticket (its form's sections, its detail page's, its print form's):
+# each belongs to a class, and shows for any ticket where it holds something.
+TICKET_PARTS = {
+    "repair": (T("报修", "Repair"), ("responsibility", "agreed_visit_at", "cost")),
+    "emergency_medical": (T("急救", "Emergency medical"), ("medical_path", "dispatched")),
+    "consultation": (T("咨询", "Consultation"), ("consult_mode", "reply", "confidential")),
+    "complaint": (T("投诉", "Complaint"), ("complaint_about",)),
+}
+
 # Which status may follow which; anything else is refused with the reason.
 TRANSITIONS = {
     "new": {"acknowledged", "in_progress", "resolved", "cancelled"},
@@ -196,6 +302,47 @@ RULEBOOK = {
     )
 }
 RULE_CHOICES = {k: r.label for k, r in RULEBOOK.items()}
+
+# What the forms say about the rules above, next to the fields they govern.
+POLICY_HELP = {
+    "replaces_rule": T(
+        "规程底线：答复 5 分钟内（所有类别）；书面咨询 2 个工作日内书面答复。策略只能按同样的计时方式收紧它们"
+        "（书面答复按工作日）；要放宽或改用其他计时，须在「替代规程」中选择该条。详情页显示每条规程是否适用。",
+        "The procedure's floor: reply within 5 minutes (every class); a written reply to a written consultation "
+        "within 2 working days. A policy may only tighten them in the same terms (working days for the written "
+        "reply); to loosen one or count it otherwise, choose it under 'Replaces procedure rule'. The detail page "
+        "says which applies.",
+    ),
+    "resolve_minutes": T(
+        "按日历分钟计时；书面咨询仍按规程 2 个工作日，除非在「替代规程」中选择该条",
+        "Counted in calendar minutes; written consultations keep the procedure's 2 working days unless that rule "
+        "is chosen under 'Replaces procedure rule'",
+    ),
+    "reply_minutes": T(
+        "不超过规程的 5 分钟；更长须在「替代规程」中选择答复条款",
+        "At most the procedure's 5 minutes; longer only when the reply rule is chosen under 'Replaces procedure rule'",
+    ),
+}
+TICKET_HELP = {
+    "address": T(
+        "急救、治安事件、灾害：先登记地址（派人前往的地点）和联系电话",
+        "Medical emergencies, security incidents, disasters: record the address (where to send people) and the "
+        "phone first",
+    ),
+    "received_at": T(
+        "收到求助的时间，时限由此起算；默认为现在，不能是将来",
+        "When the office received the request; deadlines run from it. Now by default, never in the future",
+    ),
+    "received_late_reason": T(
+        "受理时间早于登记一小时以上时必填（如信件邮寄、停电时记录的来电）",
+        "Required when received more than an hour before it is recorded (a letter by post, a call noted during an "
+        "outage)",
+    ),
+    "cost": T(
+        "有偿服务按收费程序办理；员工不得收受住户财物",
+        "Paid work follows the paid-service procedure; staff never accept money or gifts",
+    ),
+}
 
 # The policies an install starts with (the migration writes the same rows): one per class, any
 # priority. Rows, so that a Manager sees and changes them; the rulebook above applies on top.
@@ -313,6 +460,11 @@ class SlaPolicy(AuditedModel):
                 effect = T("本策略收紧了此条规程，按本策略", "This policy tightens the rule and applies")
             out.append((rule.label, effect))
         return out
+
+    @property
+    def rule_notes(self) -> str:
+        """``rule_effects`` as one line for the detail page."""
+        return "；".join(f"{rule}：{effect}" for rule, effect in self.rule_effects())
 
     def __str__(self) -> str:
         return (
@@ -624,20 +776,56 @@ class Ticket(AuditedModel):
     def deadline_basis(self, session: Session) -> list[tuple[T, T]]:
         """(deadline, where its limit comes from), to show and print beside the deadlines."""
         out = []
-        for which, label in (("reply", T("答复时限依据", "Reply limit from")), ("resolve", T("解决时限依据", "Resolve limit from"))):
-            source = self.deadline_sources().get(which)
-            if source is None:
-                continue
-            if source.startswith("rule:") and source[5:] in RULEBOOK:
-                text = RULEBOOK[source[5:]].label
-            elif source.startswith("policy:") and source[7:].isdigit():
-                row = session.get(SlaPolicy, int(source[7:]))
-                name = str(row) if row is not None else f"#{source[7:]}"
-                text = T(f"响应时限策略「{name}」", f"Response policy '{name}'")
-            else:
-                text = T("无启用的响应时限策略（只按规程）", "No active response policy (the procedure only)")
-            out.append((label, text))
+        for which in ("reply", "resolve"):
+            text = self._basis(session, which)
+            if text is not None:
+                out.append((TICKET_LABELS[f"{which}_basis"], text))
         return out
+
+    def _basis(self, session: Session | None, which: str) -> T | None:
+        source = self.deadline_sources().get(which)
+        if source is None:
+            return None
+        if source.startswith("rule:") and source[5:] in RULEBOOK:
+            return RULEBOOK[source[5:]].label
+        if source.startswith("policy:") and source[7:].isdigit():
+            row = session.get(SlaPolicy, int(source[7:])) if session is not None else None
+            name = str(row) if row is not None else f"#{source[7:]}"
+            return T(f"响应时限策略「{name}」", f"Response policy '{name}'")
+        return T("无启用的响应时限策略（只按规程）", "No active response policy (the procedure only)")
+
+    # Computed facts of the detail page (labelled in TICKET_LABELS).
+    @property
+    def reply_basis(self) -> str | None:
+        text = self._basis(object_session(self), "reply")
+        return None if text is None else str(text)
+
+    @property
+    def resolve_basis(self) -> str | None:
+        text = self._basis(object_session(self), "resolve")
+        return None if text is None else str(text)
+
+    @property
+    def is_read_only(self) -> bool:
+        return self.archived_at is not None or self.status in self.__final__.states
+
+    @property
+    def read_only_notice(self) -> str | None:
+        """Why nothing can be changed on this request any more (None while it can)."""
+        if self.archived_at is not None:
+            return str(T("已归档：本记录只读。", "Archived: this record is read-only."))
+        if self.status == "closed":
+            return str(
+                T("本记录已办结，只读；如需更改请先重新打开。", "This record is finished and read-only; reopen it to change it.")
+            )
+        if self.status == "cancelled":
+            return str(T("本记录已取消，只读。", "This record is cancelled and read-only."))
+        return None
+
+    def has_part(self, kind: str) -> bool:
+        """Whether a class-specific part (TICKET_PARTS) applies: its class, or anything filled in it."""
+        _, columns = TICKET_PARTS[kind]
+        return self.kind == kind or any(getattr(self, c) not in (None, "", False) for c in columns)
 
     def deadline_sources(self) -> dict[str, str]:
         """``{"reply": "policy:7", "resolve": "rule:written_reply"}`` from ``sla_basis``."""
@@ -920,6 +1108,14 @@ class Callback(AuditedModel):
         if self.due_at is not None:
             self.refresh_next_due(int(_config("CALLBACK_SECOND_LEVEL_MINUTES", 240)))
 
+    def record_outcome(
+        self, session: Session, reached: bool, satisfaction: int | str | None = None, comment: str | None = None
+    ) -> None:
+        """The workflow action: see ``record_callback_outcome``."""
+        if satisfaction is not None:
+            satisfaction = int(satisfaction)
+        record_callback_outcome(session, self, reached=reached, satisfaction=satisfaction, comment=comment)
+
     def refresh_next_due(self, second_level_minutes: int = 60) -> None:
         if self.status != "pending":
             self.next_due_at = None
@@ -1017,6 +1213,28 @@ class Notification(Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @staticmethod
+    def mark_read(session: Session, pk: int, user_id: int) -> bool:
+        """Mark one of the user's unread notifications read: one atomic UPDATE (no version, no
+        race); False when there is none such (not the user's, or read already)."""
+        from sqlalchemy import update
+
+        if not 0 < pk < 2**63:  # no such row can exist; and the database would refuse the number
+            return False
+        result = session.execute(
+            update(Notification)
+            .where(Notification.id == pk, Notification.user_id == user_id, Notification.read_at.is_(None))
+            .values(read_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        return result.rowcount == 1
+
+    @staticmethod
+    def unread_count(session: Session, user_id: int) -> int:
+        mine = (Notification.user_id == user_id, Notification.channel == "inbox", Notification.read_at.is_(None))
+        return session.execute(select(func.count()).select_from(Notification).where(*mine)).scalar()
 
 
 def webhook_host_allowed(url: str) -> bool:

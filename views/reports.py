@@ -1,177 +1,23 @@
-"""Reports on the help requests (DESIGN.md item 12), for a date range of local dates:
-
-- requests per class and per day (a table and a bar chart drawn here as inline SVG: no chart
-  library, nothing fetched from outside; FAB's chart views load Google's library and are never
-  used);
-- reply and resolve compliance per class: the share of requests replied by ``reply_due_at`` and
-  resolved by ``resolve_due_at``. A request counts as *met* when it was replied (resolved) in time,
-  *missed* when it was late or is still open past its deadline, and *pending* otherwise (still
-  open, deadline not yet reached; or cancelled without a reply). The rate is met / (met + missed);
-- callback satisfaction: average and distribution 1-5, overall and per class (callbacks of the
-  requests recorded in the range).
-
-The range is when the requests were received (``Ticket.received``) between ``from`` and ``to`` (both included, local
-dates), optionally one ``estate``. Every figure comes from one GROUP BY query.
+"""Reports on the help requests (DESIGN.md item 12) for a date range of local dates: requests
+per class and per day, reply and resolve compliance per class, callback satisfaction. The figures
+come from models/registers.py (``report_figures``); here they are drawn (bar charts as inline SVG:
+no chart library, nothing fetched from outside; FAB's chart views load Google's library and are
+never used) and served.
 
 Screen: ``/ticket/report`` (read). API: ``GET /api/v1/ticket/report?from=...&to=...`` (read).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import ROUND_HALF_UP, Decimal
-
 from flask import request
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from markupsafe import Markup, escape
-from sqlalchemy import Date, cast, func, literal_column, select
 
 from app.i18n import T
-from models.base import utcnow
-from models.desk import OPEN_STATUSES, TICKET_KINDS, Callback, Ticket
-from views.registers import Range, RangeError, bad_request, display_tz, estate_name, in_range, parse_range, range_args
-
-SCORES = (1, 2, 3, 4, 5)
-
-
-# --- the figures -----------------------------------------------------------------------------
-def _local_day(session):
-    """The local (display time zone) date a request was received, as SQL, for GROUP BY."""
-    tz = display_tz()
-    if session.get_bind().dialect.name == "postgresql":
-        name = str(tz.key).replace("'", "''")
-        # A literal, not a bound parameter: the same text in SELECT and GROUP BY.
-        return cast(func.timezone(literal_column(f"'{name}'"), Ticket.received), Date)
-    # SQLite keeps naive UTC text; the zone's offset now (Asia/Shanghai has no daylight saving).
-    minutes = int(dt.datetime.now(tz).utcoffset().total_seconds() // 60)
-    return func.date(Ticket.received, literal_column(f"'{minutes:+d} minutes'"))
-
-
-def _rate(met: int, missed: int) -> float | None:
-    if met + missed == 0:
-        return None
-    return float((Decimal(met) / Decimal(met + missed)).quantize(Decimal("0.0001"), ROUND_HALF_UP))
-
-
-def _average(dist: dict[int, int]) -> float | None:
-    n = sum(dist.values())
-    if not n:
-        return None
-    total = sum(score * count for score, count in dist.items())
-    return float((Decimal(total) / Decimal(n)).quantize(Decimal("0.01"), ROUND_HALF_UP))
-
-
-def _as_date(value) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-
-
-def report_figures(session, rng: Range, now: dt.datetime | None = None) -> dict:
-    now = now or utcnow()
-    where = in_range(rng)
-    kinds = list(TICKET_KINDS)
-
-    # per class and day
-    day = _local_day(session).label("day")
-    per_day_kind = session.execute(
-        select(day, Ticket.kind, func.count().label("n")).where(*where).group_by(day, Ticket.kind)
-    ).all()
-    by_kind_count = dict.fromkeys(kinds, 0)
-    by_day: dict[dt.date, dict[str, int]] = {d: {} for d in rng.days}
-    for d, kind, n in per_day_kind:
-        by_kind_count[kind] = by_kind_count.get(kind, 0) + n
-        by_day.setdefault(_as_date(d), {})[kind] = n
-
-    # compliance
-    open_ = Ticket.status.in_(OPEN_STATUSES)
-    reply_met = (Ticket.replied_at.is_not(None)) & (Ticket.replied_at <= Ticket.reply_due_at)
-    reply_missed = ((Ticket.replied_at.is_not(None)) & (Ticket.replied_at > Ticket.reply_due_at)) | (
-        Ticket.replied_at.is_(None) & open_ & (Ticket.reply_due_at < now)
-    )
-    resolve_met = (Ticket.resolved_at.is_not(None)) & (Ticket.resolved_at <= Ticket.resolve_due_at)
-    resolve_missed = ((Ticket.resolved_at.is_not(None)) & (Ticket.resolved_at > Ticket.resolve_due_at)) | (
-        Ticket.resolved_at.is_(None) & open_ & (Ticket.resolve_due_at < now)
-    )
-    compliance_rows = session.execute(
-        select(
-            Ticket.kind,
-            func.count().label("total"),
-            func.count().filter(reply_met).label("reply_met"),
-            func.count().filter(reply_missed).label("reply_missed"),
-            func.count().filter(resolve_met).label("resolve_met"),
-            func.count().filter(resolve_missed).label("resolve_missed"),
-        )
-        .where(*where)
-        .group_by(Ticket.kind)
-    ).all()
-    comp = {r.kind: r for r in compliance_rows}
-
-    def block(total, met, missed):
-        return {"met": met, "missed": missed, "pending": total - met - missed, "rate": _rate(met, missed)}
-
-    compliance = []
-    sums = dict.fromkeys(("total", "reply_met", "reply_missed", "resolve_met", "resolve_missed"), 0)
-    for kind in kinds:
-        r = comp.get(kind)
-        vals = {k: (getattr(r, k) if r is not None else 0) for k in sums}
-        for k in sums:
-            sums[k] += vals[k]
-        compliance.append(
-            {
-                "kind": kind,
-                "label": str(TICKET_KINDS[kind]),
-                "total": vals["total"],
-                "reply": block(vals["total"], vals["reply_met"], vals["reply_missed"]),
-                "resolve": block(vals["total"], vals["resolve_met"], vals["resolve_missed"]),
-            }
-        )
-    compliance_all = {
-        "total": sums["total"],
-        "reply": block(sums["total"], sums["reply_met"], sums["reply_missed"]),
-        "resolve": block(sums["total"], sums["resolve_met"], sums["resolve_missed"]),
-    }
-
-    # callback satisfaction
-    sat_rows = session.execute(
-        select(Ticket.kind, Callback.satisfaction, func.count().label("n"))
-        .join(Ticket, Callback.ticket_id == Ticket.id)
-        .where(*where, Callback.satisfaction.is_not(None))
-        .group_by(Ticket.kind, Callback.satisfaction)
-    ).all()
-    dist_of: dict[str, dict[int, int]] = {k: dict.fromkeys(SCORES, 0) for k in kinds}
-    overall = dict.fromkeys(SCORES, 0)
-    for kind, score, n in sat_rows:
-        dist_of.setdefault(kind, dict.fromkeys(SCORES, 0))[int(score)] += n
-        overall[int(score)] += n
-
-    def sat(dist):
-        return {
-            "count": sum(dist.values()),
-            "average": _average(dist),
-            "distribution": {str(s): dist[s] for s in SCORES},
-        }
-
-    return {
-        "from": rng.first.isoformat(),
-        "to": rng.last.isoformat(),
-        "estate": rng.estate_id,
-        "total": sum(by_kind_count.values()),
-        "by_kind": [{"kind": k, "label": str(TICKET_KINDS[k]), "count": by_kind_count.get(k, 0)} for k in kinds],
-        "by_day": [
-            {
-                "date": d.isoformat(),
-                "count": sum(by_day[d].values()),
-                "by_kind": {k: by_day[d].get(k, 0) for k in kinds},
-            }
-            for d in sorted(by_day)
-        ],
-        "compliance": compliance,
-        "compliance_all": compliance_all,
-        "satisfaction": {
-            **sat(overall),
-            "by_kind": [{"kind": k, "label": str(TICKET_KINDS[k]), **sat(dist_of[k])} for k in kinds],
-        },
-    }
+from models.desk import TICKET_KINDS
+from models.registers import SCORES, RangeError, estate_name, parse_range, range_args, report_figures
+from views.registers import bad_request
 
 
 # --- a bar chart, drawn here -----------------------------------------------------------------

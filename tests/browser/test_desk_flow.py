@@ -86,6 +86,11 @@ def _show_fields(page) -> dict[str, str]:
     return fields
 
 
+def _sections(page) -> list[str]:
+    """The titles of the detail page's sections, in order."""
+    return [t.strip() for t in page.locator(".panel-title a.accordion-toggle").all_inner_texts()]
+
+
 def _timeline(page) -> list[list[str]]:
     """The timeline rows: [when, what, status, detail, by]."""
     return [
@@ -183,6 +188,10 @@ def _record_repair(
     assert timeline[0][4] == "staff", timeline
     number = fields.get("编号", "")
     assert number, fields
+    # The repair's own section, none of the other classes'; the status and the print form by the actions.
+    assert _sections(page) == ["登记", "报修", "时间与时限"], _sections(page)
+    assert page.locator(".desk-actions .desk-status").inner_text().strip() == "新建"
+    assert page.locator("a.desk-link").inner_text().strip() == "打印登记表"
     if shot:
         page.screenshot(path=str(artifacts / f"{shot}-3-show-new.png"), full_page=True)
     return int(match.group(1)), number
@@ -236,9 +245,9 @@ def _record_callback(page, artifacts, number: str, satisfaction: int, comment: s
     assert re.match(r"^/callback/show/\d+$", urlsplit(page.url).path), page.url
     assert _show_fields(page).get("求助单") == number
 
-    form = page.locator(".desk-outcome form")
+    form = page.locator("form.desk-action.desk-outcome")
     assert form.count() == 1, "no outcome form on the callback's page"
-    reached = form.locator("input[name=reached]")
+    reached = form.locator("input[type=checkbox][name=reached]")
     if not reached.is_checked():
         reached.check()
     form.locator("select[name=satisfaction]").select_option(str(satisfaction))
@@ -276,7 +285,16 @@ def test_repair_from_the_call_to_a_satisfied_callback(page, login, unit_code, ar
     assert len(callback_lines) == 1 and comment in callback_lines[0][3], timeline
     assert timeline[-1][2] == "待回访 → 已关闭", timeline
     assert len(timeline) == 6, timeline
+    # Closed: read-only, nothing to change; its callback is listed; the print form opens.
+    assert _sections(page)[0] == "只读" and "重新打开" in fields.get("说明", ""), fields
+    assert page.locator("a.desk-edit").count() == 0
+    offered = page.locator("form.desk-transition select[name=to] option").all_inner_texts()
+    assert offered == ["重新打开"], offered
+    assert comment in page.locator(".desk-callbacks").inner_text()
     page.screenshot(path=str(artifacts / "desk-flow-8-show-closed.png"), full_page=True)
+    with page.expect_navigation():
+        page.locator("a.desk-link").click()
+    assert urlsplit(page.url).path == f"/ticket/print/{ticket_id}" and number in page.locator(".form-number").inner_text()
 
 
 # 2 ------------------------------------------------------------------------------------------
@@ -342,6 +360,20 @@ def test_the_emergency_form_wants_address_and_phone_first(app, page, login, unit
     resp = _save(page)
     assert resp.status == 200, f"{resp.status}: {_form_errors(page)} {_flash(page)}"
     assert page.locator(".alert-success").count() >= 1, _flash(page)
+
+    # Its page: the emergency's section and its address and phone, not the repair's.
+    with app.app_context():
+        pk = db.session.scalar(select(Ticket.id).where(Ticket.description == description))
+        db.session.remove()
+    _goto_ok(page, f"/ticket/show/{pk}")
+    assert _sections(page) == ["登记", "急救", "时间与时限"], _sections(page)
+    fields = _show_fields(page)
+    assert fields["类别"] == "急救病人" and fields["地址/地点"] == "3栋 2 单元 1201", fields
+    assert fields["急救处置"] == "" and "答复时限依据" in fields, fields
+    offered = page.locator("form.desk-transition select[name=to] option").all_inner_texts()
+    assert offered == ["已答复", "处理中", "已解决", "已取消"], offered
+    assert page.locator("form.desk-from-ticket").count() == 0 and page.locator(".desk-service-orders").count() == 0
+    page.screenshot(path=str(artifacts / "desk-emergency-show.png"), full_page=True)
 
 
 # 4 ------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from tests.browser.test_desk_flow import _save, _select2_choose, _select2_open, _show_fields
+from tests.browser.test_desk_flow import _save, _sections, _select2_choose, _select2_open, _show_fields, _timeline
 
 pytestmark = pytest.mark.browser
 
@@ -94,6 +94,15 @@ def test_a_clerk_reads_no_confidential_consultation(new_page, login, artifacts):
     supervisor.check("#confidential")
     resp = _save(supervisor)
     assert resp.status == 200 and "记录已添加" in supervisor.content()
+    # The supervisor reads it: the consultation's section, the content, the status form.
+    with supervisor.expect_navigation():
+        supervisor.locator("table a[href*='/ticket/show/']").first.click()
+    assert _sections(supervisor) == ["登记", "咨询", "时间与时限"], _sections(supervisor)
+    fields = _show_fields(supervisor)
+    assert fields["求助内容"] == secret and fields["保密"] == "是" and fields["咨询方式"] == ""
+    assert supervisor.locator("form.desk-transition").count() == 1
+    assert [r[3] for r in _timeline(supervisor)] == [secret]
+    supervisor.screenshot(path=str(artifacts / "desk-consultation-show.png"), full_page=True)
 
     staff = new_page()
     problems += _watch(staff)
@@ -105,6 +114,8 @@ def test_a_clerk_reads_no_confidential_consultation(new_page, login, artifacts):
     assert fields["类别"] == "咨询" and fields["保密"] == "是"
     assert fields["求助内容"] == "（保密内容）"
     assert secret not in staff.content()
-    assert staff.locator("a.desk-edit").count() == 0
+    assert [r[3] for r in _timeline(staff)] == ["（保密）"]
+    # Not one of its readers: no edit, and no action the API would refuse (403).
+    assert staff.locator("a.desk-edit").count() == 0 and staff.locator("form.desk-action").count() == 0
     staff.screenshot(path=str(artifacts / "security-confidential-staff.png"), full_page=True)
     assert not problems, problems
