@@ -76,6 +76,12 @@ RECURRENCES = {
     "biweekly": T("每两周", "Every two weeks"),
     "monthly": T("每月", "Monthly"),
 }
+
+
+def _err(field: str, zh: str, en: str) -> FieldErrors:
+    return FieldErrors({field: [str(T(zh, en))]})
+
+
 NO_TIPS = T(
     "员工不得收受住户任何小费、礼品或现金；本单只记录实际收费金额。",
     "Staff never accept tips, gifts or cash from residents; this order records only the charged amount.",
@@ -111,6 +117,23 @@ class ServiceItem(AuditedModel):
     fee_item = relationship("FeeItem", lazy="select")
 
     __table_args__ = (CheckConstraint("price IS NULL OR price >= 0", name="ck_service_item_price"),)
+
+    def check_deletable(self, session: Session) -> None:
+        """A catalog entry with orders is deactivated, never deleted."""
+        if session.execute(select(ServiceOrder.id).where(ServiceOrder.item_id == self.id).limit(1)).first():
+            raise _err(
+                "code", "已有服务单的项目不能删除，可停用", "A service with orders cannot be deleted; deactivate it"
+            )
+
+    @property
+    def price_terms(self) -> str:
+        """How it is priced, as one line: 按次定价 ¥30.00/次（材料费另计）（示例价格）."""
+        text = str(PRICINGS.get(self.pricing, self.pricing))
+        if self.price is not None:
+            text += f" ¥{self.price}" + (f"/{self.unit_label}" if self.unit_label else "")
+        if self.materials_extra:
+            text += str(T("（材料费另计）", " (materials extra)"))
+        return text + (str(T("（示例价格）", " (demo price)")) if self.demo_price else "")
 
     def check(self) -> None:
         errors = {}
@@ -228,10 +251,12 @@ class ServiceOrder(AuditedModel):
             errors["cancel_reason"] = [str(T("取消必须填写原因", "A cancellation needs a reason"))]
         if self.charge_mode is not None and self.charge_mode not in CHARGE_MODES:
             errors["charge_mode"] = [str(T("收费方式无效", "Invalid charge mode"))]
-        for f in ("quantity", "materials_amount", "quoted_price"):
+        for f, digits in (("quantity", 8), ("materials_amount", 12), ("quoted_price", 12), ("amount", 12)):
             v = getattr(self, f)
             if v is not None and Decimal(v) < 0:
                 errors[f] = [str(T("不能为负数", "Cannot be negative"))]
+            elif v is not None and Decimal(v) >= 10**digits:  # what NUMERIC holds, on SQLite too
+                errors[f] = [str(T("数值过大", "Too large"))]
         clash = self.double_booking()
         if clash is not None:
             errors["assignee"] = [
@@ -358,6 +383,206 @@ class ServiceOrder(AuditedModel):
     def __str__(self) -> str:
         return self.number
 
+    # --- the workflow: each step declared once in views/services.py ---------------------------
+    @property
+    def price_terms(self) -> str:
+        return self.item.price_terms if self.item is not None else ""
+
+    @property
+    def conduct(self) -> str:
+        return str(NO_TIPS)
+
+    def _may_move(self, to: str) -> None:
+        """Refuse a move ``ORDER_TRANSITIONS`` does not allow (the screens and the API refuse it
+        before; this guards every other caller). Each step sets the status last: a query on the way
+        flushes what is set, and a charged order's money is settled from then on."""
+        if to not in ORDER_TRANSITIONS.get(self.status, ()):
+            now, then = ORDER_STATUSES.get(self.status), ORDER_STATUSES[to]
+            raise _err(
+                "status",
+                f"服务单当前为“{now.zh}”，不能转为“{then.zh}”",
+                f"The order is {now.en}; it cannot become {then.en}",
+            )
+
+    def check_editable(self) -> None:
+        """The generic edit form is for a requested or scheduled order; the rest is the workflow."""
+        before = sa_inspect(self).attrs["status"].history.deleted or [self.status]
+        if before[0] not in ("requested", "scheduled"):
+            raise _err(
+                "status",
+                "只有已申请或已排期的服务单可以修改；其余请走办理流程",
+                "Only a requested or scheduled order can be edited; use the workflow for the rest",
+            )
+
+    def schedule(
+        self,
+        session: Session,
+        assignee: int,
+        requested_start: dt.datetime | None = None,
+        requested_end: dt.datetime | None = None,
+    ) -> None:
+        """Book a staff member (``assignee``, one of the working staff) for the slot; without a new
+        start the slot stays, without a new end it keeps its length. Overlaps are refused at the
+        flush (``double_booking``), behind ``lock_assignee``."""
+        self._may_move("scheduled")
+        start = requested_start or self.requested_start
+        end = requested_end or start + (self.requested_end - self.requested_start)
+        if end <= start:
+            raise _err("requested_end", "结束时间须晚于开始时间", "The end must be after the start")
+        # Before the double-booking check (at the flush): a concurrent booking of the same person
+        # waits here until this transaction ends, then sees this order.
+        lock_assignee(session, assignee)
+        self.assignee_id, self.requested_start, self.requested_end = assignee, start, end
+        self.status = "scheduled"
+
+    def start(self) -> None:
+        self._may_move("in_progress")
+        if not self.assignee_id:
+            raise _err("assignee", "请先指派服务人员", "Assign someone first")
+        self.status = "in_progress"
+
+    def complete(
+        self,
+        quantity: Decimal | None = None,
+        materials_amount: Decimal | None = None,
+        materials_note: str | None = None,
+        quoted_price: Decimal | None = None,
+    ) -> None:
+        """The work is done: the actual quantity (hours, pieces), the materials (for services that
+        charge them extra), the quote (quoted services); the amount follows from the catalog.
+        Figures a service does not use are ignored."""
+        self._may_move("done")
+        item = self.item
+        if quantity is not None and quantity <= 0:
+            raise _err("quantity", "数量须大于 0", "The quantity must be more than 0")
+        materials = materials_amount if item.materials_extra else None
+        quoted = quoted_price if item.pricing == "quoted" else None
+        self.amount = order_amount(item, quantity, materials, quoted)
+        self.quantity = quantity if quantity is not None else (Decimal(1) if item.pricing == "fixed" else None)
+        self.materials_amount, self.materials_note, self.quoted_price = materials, materials_note, quoted
+        self.status = "done"
+
+    def charge(self, session: Session, charge_mode: str, method: str | None = None, payer_name: str | None = None):
+        """Charge a done order: its amount becomes a line of the unit's bills (idempotent by its
+        source) and, paid on the spot, a payment with a receipt settles it at once; charged to the
+        bill, a prepaid balance meets it at once, as monthly billing does."""
+        from models.fees import post_one_off_charge
+        from models.payments import apply_prepaid, record_payment
+
+        self._may_move("charged")
+        if self.amount is not None and Decimal(self.amount) > 0:
+            bill = post_one_off_charge(
+                session,
+                unit=self.unit,
+                item=service_fee_item(session, self.item),
+                amount=Decimal(self.amount),
+                source=f"service_order:{self.id}",
+            )
+            session.flush()
+            self.bill_id = bill.id
+            if charge_mode == "on_spot":
+                note = str(T(f"便民服务单 {self.number}", f"Service order {self.number}"))
+                payment = record_payment(
+                    session,
+                    self.unit,
+                    Decimal(self.amount),
+                    method or "cash",
+                    bill_ids=[bill.id],
+                    payer_name=payer_name,
+                    reference=self.number,
+                    note=note,
+                )
+                session.flush()
+                self.payment_id = payment.id
+            else:
+                apply_prepaid(session, self.unit)
+        self.charge_mode, self.status = charge_mode, "charged"
+
+    def rate(self, satisfaction: str | int, comment: str | None = None) -> None:
+        self._may_move("rated")
+        if str(satisfaction) not in SATISFACTION:
+            raise _err("satisfaction", "满意度为 1 到 5 分", "Satisfaction is 1 to 5")
+        self.satisfaction, self.rating_comment, self.status = int(satisfaction), comment, "rated"
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Cancel a requested or scheduled order; the reason is kept (an order is never deleted)."""
+        self._may_move("cancelled")
+        if not reason:
+            raise _err("cancel_reason", "取消必须填写原因", "A cancellation needs a reason")
+        self.cancel_reason, self.status = reason, "cancelled"
+
+    @classmethod
+    def from_ticket(
+        cls,
+        session: Session,
+        ticket: int,
+        item: int,
+        requested_start: dt.datetime | None = None,
+        requested_end: dt.datetime | None = None,
+        note: str | None = None,
+    ) -> ServiceOrder:
+        """An order for an owner-paid repair ticket (DESIGN.md items 4, 5 and 9): the ticket's unit,
+        owner and resident, at the agreed visit time (else in an hour) for an hour. The ticket is
+        locked and checked again at the flush (``_check_parents``): one live order per service."""
+        from models.desk import Ticket
+
+        row = session.get(Ticket, ticket)
+        if row is None or row.archived_at is not None:
+            raise _err("ticket", "没有这个求助单", "No such ticket")
+        if row.unit_id is None:
+            raise _err("unit", "求助单没有房屋，无法收费", "The ticket has no unit to charge")
+        service = session.get(ServiceItem, item)
+        if service is None or not service.active:
+            raise _err("item", "没有这个服务项目", "No such service")
+        start = (
+            requested_start
+            or row.agreed_visit_at
+            or (utcnow() + dt.timedelta(hours=1)).replace(second=0, microsecond=0)
+        )
+        order = cls(
+            item_id=service.id,
+            unit_id=row.unit_id,
+            owner_id=row.owner_id,
+            resident_id=row.resident_id,
+            ticket_id=row.id,
+            requested_start=start,
+            requested_end=requested_end or start + dt.timedelta(hours=1),
+            status="requested",
+            note=note or row.description,
+        )
+        session.add(order)
+        session.flush()
+        return order
+
+
+SATISFACTION = {str(n): T(f"{n} 分", f"{n} of 5") for n in range(5, 0, -1)}
+
+
+def service_fee_item(session: Session, item: ServiceItem):
+    """The fee item an order is billed under: the catalog entry's, else the active 'service' one."""
+    from models.fees import FeeItem
+
+    if item.fee_item is not None:
+        return item.fee_item
+    fee_item = session.execute(
+        select(FeeItem).where(FeeItem.kind == "service", FeeItem.active.is_(True)).order_by(FeeItem.id).limit(1)
+    ).scalar()
+    if fee_item is None:
+        raise _err(
+            "charge_mode",
+            "没有“有偿服务费”收费项目：请经理先在收费项目中设置",
+            "There is no 'paid services' fee item: a Manager must set one up first",
+        )
+    return fee_item
+
+
+def catalog_items(session: Session, category: str | None = None) -> list[ServiceItem]:
+    """Active catalog entries (of one category): what an order may be made for."""
+    stmt = select(ServiceItem).where(ServiceItem.active.is_(True)).order_by(ServiceItem.category, ServiceItem.code)
+    if category:
+        stmt = stmt.where(ServiceItem.category == category)
+    return list(session.execute(stmt).scalars())
+
 
 def lock_assignee(session: Session, assignee_id: int | None) -> None:
     """Serialise bookings of one staff member (PostgreSQL): taken before the double-booking check
@@ -390,3 +615,134 @@ def next_order_number(session: Session, now: dt.datetime | None = None) -> str:
     last = max([n for n in (last, *pending) if n], default=None)
     seq = int(last.rsplit("-", 1)[1]) + 1 if last else 1
     return f"{prefix}{seq:04d}"
+
+
+# --- the paid-services report (DESIGN.md item 12) -------------------------------------------------
+PAID_STATUSES = ("charged", "rated")
+
+
+def _local_month(session: Session, tz):
+    """The local month ``YYYY-MM`` of an order's slot, as SQL (PostgreSQL: the zone's rules;
+    SQLite: today's offset)."""
+    from sqlalchemy import func, literal_column
+
+    if session.get_bind().dialect.name == "postgresql":
+        name = str(tz.key).replace("'", "''")
+        return func.to_char(
+            func.timezone(literal_column(f"'{name}'"), ServiceOrder.requested_start), literal_column("'YYYY-MM'")
+        )
+    minutes = int(dt.datetime.now(tz).utcoffset().total_seconds() // 60)
+    return func.strftime(
+        literal_column("'%Y-%m'"), ServiceOrder.requested_start, literal_column(f"'{minutes:+d} minutes'")
+    )
+
+
+def _avg(total, count) -> float | None:
+    return float((Decimal(total) / Decimal(count)).quantize(Decimal("0.01"))) if count else None
+
+
+def service_report(session: Session, start: dt.datetime, end: dt.datetime, tz) -> dict:
+    """Orders and revenue per catalog item and local month of the slot, satisfaction per item and
+    per staff member, for the orders whose slot starts in [start, end). Money as exact strings."""
+    from flask_appbuilder.security.sqla.models import User
+    from sqlalchemy import func
+
+    where = [ServiceOrder.requested_start >= start, ServiceOrder.requested_start < end]
+    month = _local_month(session, tz).label("month")
+    paid = ServiceOrder.status.in_(PAID_STATUSES)
+    rows = session.execute(
+        select(
+            ServiceOrder.item_id,
+            month,
+            func.count().label("orders"),
+            func.count().filter(ServiceOrder.status == "cancelled").label("cancelled"),
+            func.count().filter(paid).label("charged"),
+            func.coalesce(func.sum(ServiceOrder.amount).filter(paid), 0).label("revenue"),
+        )
+        .where(*where)
+        .group_by(ServiceOrder.item_id, month)
+        .order_by(month, ServiceOrder.item_id)
+    ).all()
+    rated = ServiceOrder.satisfaction
+    sat_item = {
+        r.item_id: r
+        for r in session.execute(
+            select(ServiceOrder.item_id, func.count(rated).label("n"), func.coalesce(func.sum(rated), 0).label("total"))
+            .where(*where, rated.is_not(None))
+            .group_by(ServiceOrder.item_id)
+        )
+    }
+    sat_staff = session.execute(
+        select(
+            ServiceOrder.assignee_id,
+            func.count(rated).label("n"),
+            func.coalesce(func.sum(rated), 0).label("total"),
+            func.count().label("orders"),
+        )
+        .where(*where, ServiceOrder.assignee_id.is_not(None), ServiceOrder.status.in_(("done", *PAID_STATUSES)))
+        .group_by(ServiceOrder.assignee_id)
+    ).all()
+    item_ids = {r.item_id for r in rows} | set(sat_item)
+    items = {i.id: i for i in session.execute(select(ServiceItem).where(ServiceItem.id.in_(item_ids or {0}))).scalars()}
+    users = {
+        u.id: u
+        for u in session.execute(select(User).where(User.id.in_({r.assignee_id for r in sat_staff} or {0}))).scalars()
+    }
+
+    def name(item_id) -> str:
+        i = items.get(item_id)
+        return str(T(i.name, i.name_en)) if i is not None else str(item_id)
+
+    cent = Decimal("0.01")
+    lines = [
+        {
+            "month": r.month,
+            "item_id": r.item_id,
+            "item": name(r.item_id),
+            "orders": r.orders,
+            "cancelled": r.cancelled,
+            "charged": r.charged,
+            "revenue": Decimal(r.revenue).quantize(cent),
+        }
+        for r in rows
+    ]
+    per_item: dict[int, dict] = {
+        i: {"item_id": i, "item": name(i), "orders": 0, "charged": 0, "revenue": Decimal(0)} for i in item_ids
+    }
+    per_month: dict[str, dict] = {}
+    for x in lines:
+        m = per_month.setdefault(x["month"], {"month": x["month"], "orders": 0, "revenue": Decimal(0)})
+        for agg, keys in ((per_item[x["item_id"]], ("orders", "charged", "revenue")), (m, ("orders", "revenue"))):
+            for key in keys:
+                agg[key] += x[key]
+    by_item = []
+    for agg in sorted(per_item.values(), key=lambda a: (-a["revenue"], a["item"])):
+        s = sat_item.get(agg["item_id"])
+        by_item.append(
+            {
+                **agg,
+                "revenue": str(agg["revenue"].quantize(cent)),
+                "ratings": s.n if s else 0,
+                "satisfaction": _avg(s.total, s.n) if s else None,
+            }
+        )
+    by_staff = [
+        {
+            "user_id": r.assignee_id,
+            "staff": f"{u.first_name}{u.last_name} ({u.username})" if u else str(r.assignee_id),
+            "orders": r.orders,
+            "ratings": r.n,
+            "satisfaction": _avg(r.total, r.n),
+        }
+        for r, u in sorted(
+            ((r, users.get(r.assignee_id)) for r in sat_staff), key=lambda ru: ru[1].username if ru[1] else ""
+        )
+    ]
+    return {
+        "orders": sum(x["orders"] for x in lines),
+        "revenue": str(sum((x["revenue"] for x in lines), Decimal(0)).quantize(cent)),
+        "lines": [{**x, "revenue": str(x["revenue"])} for x in lines],
+        "by_month": [{**m, "revenue": str(m["revenue"])} for _, m in sorted(per_month.items())],
+        "by_item": by_item,
+        "by_staff": by_staff,
+    }

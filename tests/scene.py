@@ -230,6 +230,15 @@ def scene(scene_app, scene_tokens):
     ):
         resp = staff.post(f"/api/v1/service_order/{order['id']}/{action}", json={"version": version, **body})
         version = _ok(resp).get("version", version)
+    # Orders still requested and in progress, for the walk of their actions (test_actions.py).
+    for days, steps in ((1, ()), (2, (("schedule", {"assignee": users["staff"]}), ("start", {})))):
+        begin = start + dt.timedelta(days=days)
+        body = {"item": tap, "unit": ids["unit"], "requested_start": begin.isoformat()}
+        made = _ok(staff.post("/api/v1/service_order/", json={**body, "requested_end": (begin + dt.timedelta(hours=1)).isoformat()}))
+        version = made["version"]
+        for action, extra in steps:
+            resp = staff.post(f"/api/v1/service_order/{made['id']}/{action}", json={"version": version, **extra})
+            version = _ok(resp)["version"]
     _ok(
         staff.post(
             "/api/v1/service_subscription/",

@@ -58,11 +58,12 @@ def test_staff_take_an_order_from_request_to_rating(app, page, login, owner_paid
         with page.expect_navigation():
             form.locator("button[type=submit]").click()
         assert "/service_order/show/" in page.url
-        assert NO_TIPS.zh in page.locator(".desk-no-tips").inner_text()
-        assert "示例价格" in page.locator(".desk-demo-price").inner_text()
+        assert NO_TIPS.zh in page.locator("tr", has=page.locator("th", has_text="员工守则")).inner_text()
+        assert "示例价格" in page.locator("tr", has=page.locator("th", has_text="计价")).inner_text()
         pk = int(page.url.rstrip("/").rsplit("/", 1)[1].split("?")[0])
         number = _order(app, pk)[4]
         assert number in page.content() and _order(app, pk)[0] == "requested"
+        page.screenshot(path=str(artifacts / "service-order-1-requested.png"), full_page=True)
 
         # schedule: the assignee and the slot
         start = (dt.datetime.now() + dt.timedelta(days=400)).replace(hour=9, minute=0, second=0, microsecond=0)
@@ -72,11 +73,11 @@ def test_staff_take_an_order_from_request_to_rating(app, page, login, owner_paid
         sched.locator("input[name=requested_end]").fill((start + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
         with page.expect_navigation():
             sched.locator("button[type=submit]").click()
-        assert page.locator(".desk-order-status").inner_text().strip() == "已排期"
+        assert page.locator(".desk-actions .desk-status").inner_text().strip() == "已排期"
 
         with page.expect_navigation():
             page.locator("form.desk-start button[type=submit]").click()
-        assert page.locator(".desk-order-status").inner_text().strip() == "服务中"
+        assert page.locator(".desk-actions .desk-status").inner_text().strip() == "服务中"
 
         done = page.locator("form.desk-done")
         done.locator("input[name=quantity]").fill("1")
@@ -84,22 +85,24 @@ def test_staff_take_an_order_from_request_to_rating(app, page, login, owner_paid
         done.locator("input[name=materials_note]").fill("陶瓷阀芯")
         with page.expect_navigation():
             done.locator("button[type=submit]").click()
-        assert page.locator(".desk-order-status").inner_text().strip() == "已完成"
-        assert page.locator(".desk-order-amount").inner_text().strip() == "¥42.50"
+        assert page.locator(".desk-actions .desk-status").inner_text().strip() == "已完成"
+        assert page.locator("tr", has=page.locator("th", has_text="收费金额")).inner_text().split()[-1] == "42.50"
+        page.screenshot(path=str(artifacts / "service-order-2-done.png"), full_page=True)
 
         charge = page.locator("form.desk-charge")
         charge.locator("select[name=charge_mode]").select_option("bill")
         with page.expect_navigation():
             charge.locator("button[type=submit]").click()
-        assert page.locator(".desk-order-status").inner_text().strip() == "已收费"
+        assert page.locator(".desk-actions .desk-status").inner_text().strip() == "已收费"
 
         rate = page.locator("form.desk-rate")
         rate.locator("select[name=satisfaction]").select_option("5")
         rate.locator("input[name=comment]").fill("师傅准时，干净利落")
         with page.expect_navigation():
             rate.locator("button[type=submit]").click()
-        assert page.locator(".desk-order-status").inner_text().strip() == "已评价"
+        assert page.locator(".desk-actions .desk-status").inner_text().strip() == "已评价"
         assert page.locator("form.desk-rate").count() == 0 and page.locator("form.desk-cancel").count() == 0
+        page.screenshot(path=str(artifacts / "service-order-3-rated.png"), full_page=True)
 
         status, amount, bill_id, satisfaction, _ = _order(app, pk)
         assert (status, amount, satisfaction) == ("rated", Decimal("42.50"), 5) and bill_id
