@@ -44,6 +44,8 @@ MSG_WHOLE = T("应为整数", "Must be a whole number")
 MSG_NEGATIVE = T("不能为负数", "Must not be negative")
 MSG_TOO_LONG = T("内容过长（最多 {n} 字）", "Too long (at most {n} characters)")
 MSG_FLOAT = T("数值请以字符串或整数给出（浮点数不精确）", "Give the number as a string or an integer (a float is not exact)")
+YES_WORDS = ("1", "y", "yes", "on", "true", "pass", "是")
+NO_WORDS = ("0", "n", "no", "off", "false", "fail", "否")
 RIGHT_WORDS = {"write": "write", "approve": "approve", "w": "write", "a": "approve"}
 
 
@@ -98,9 +100,16 @@ def _parse_one(inp: Input, raw, obj, resource_name: str, files):
     if inp.kind == "bool":
         if isinstance(raw, bool):
             return raw
-        if raw is None and inp.required:  # must be said (the screen's checkbox sends "" unticked)
-            raise _err(inp.name, MSG_REQUIRED)
-        return str(raw or "").strip().lower() in ("1", "y", "yes", "on", "true")
+        word = str(raw or "").strip().lower()
+        if inp.required:
+            # Must be said, yes or no: a required yes/no is a choice on the screen, never a box
+            # whose forgetting would mean "no".
+            if word in YES_WORDS:
+                return True
+            if word in NO_WORDS:
+                return False
+            raise _err(inp.name, MSG_REQUIRED if not word else MSG_CHOICE)
+        return word in YES_WORDS
     if inp.kind == "decimal" and isinstance(raw, float):  # a binary float is not an exact amount
         raise _err(inp.name, MSG_FLOAT)
     text = raw if isinstance(raw, (int, float, Decimal)) and not isinstance(raw, bool) else _text(inp, raw)

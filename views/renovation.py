@@ -257,7 +257,7 @@ RENOVATION_ACTIONS = [
         T("验收", "Record acceptance"),
         "accepted",
         inputs=[
-            Input("passed", T("验收合格（不勾选为不合格）", "Passed (unticked: failed)"), kind="bool", required=True),
+            Input("passed", T("验收合格？", "Passed?"), kind="bool", required=True),
             Input("note", T("验收意见（不合格须写明整改要求）", "Note (what to put right if failed)"), kind="textarea"),
         ],
         style="primary",

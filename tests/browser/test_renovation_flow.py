@@ -189,7 +189,7 @@ def test_renovation_from_application_to_refund(app, page, new_page, login, live_
 
     # --- the Manager accepts and refunds
     manager.goto(f"/renovation/show/{pk}")
-    manager.check("form.desk-accept input[name=passed]")
+    manager.select_option("form.desk-accept select[name=passed]", "y")
     _submit(manager, "desk-accept")
     assert _status(manager) == "验收合格"
     assert _field(manager, "可退押金(元)") == "2880.00"
