@@ -175,6 +175,20 @@ def scene(scene_app, scene_tokens):
     for to in ("acknowledged", "in_progress", "resolved"):
         version = staff.get(f"/api/v1/ticket/{repair['id']}").json["result"]["version"]
         staff.post(f"/api/v1/ticket/{repair['id']}/transition", json={"to": to, "version": version})
+    # The desk's other states, for the walk of its actions (test_actions.py): a complaint whose
+    # callback is finished (closed), a cancelled request, and last (the newest request, still open)
+    # a repair its owner pays for, from which a paid service order may be made.
+    complaint = _ok(staff.post("/api/v1/ticket/", json={"kind": "complaint", "complaint_about": "neighbour", "unit": ids["unit"], "description": "楼上噪音"}))
+    _ok(staff.post(f"/api/v1/ticket/{complaint['id']}/transition", json={"to": "resolved", "version": complaint["version"]}))
+    with app.app_context():
+        from models.desk import Callback
+
+        callback = db.session.execute(select(Callback.id).where(Callback.ticket_id == complaint["id"])).scalar_one()
+        db.session.remove()
+    _ok(staff.post(f"/api/v1/callback/{callback}/outcome", json={"reached": True, "satisfaction": 5}))
+    withdrawn = _ok(staff.post("/api/v1/ticket/", json={"kind": "other", "unit": ids["unit"], "description": "借用梯子"}))
+    _ok(staff.post(f"/api/v1/ticket/{withdrawn['id']}/transition", json={"to": "cancelled", "reason": "住户撤回", "version": withdrawn["version"]}))
+    _ok(staff.post("/api/v1/ticket/", json={"kind": "repair", "unit": ids["unit"], "description": "更换水龙头", "responsibility": "owner_paid"}))
 
     # Money: a bill with a dispute note, a payment with a payer, a refund.
     with app.app_context():
