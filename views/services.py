@@ -8,8 +8,10 @@ below over a method of ``models.services.ServiceOrder``, which holds the rules; 
 the screen route, the version check and the detail page's forms are built from it
 (views/actions.py). Staff never accept tips or gifts: an order records only the charged amount.
 
-Hand-written here: making an order from an owner-paid repair ticket (``from_ticket``: it has no
-order yet, so no record to act on; the ticket page posts to it), and the report.
+Hand-written here: the API's ``POST /api/v1/service_order/from_ticket`` (an order from an
+owner-paid repair ticket named in the body: there is no order yet to act on; the ticket page
+uses the ticket's own declared action, views/desk.py, over the same ``ServiceOrder.from_ticket``),
+and the report.
 
 Rights (app/roles.py): the catalog is a Manager's (write on ``service_item``); the workflow is a
 write on ``service_order``; the report is a read.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, request
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 
@@ -28,6 +30,7 @@ from app.i18n import T
 from app.security import user_label
 from models.errors import Conflict, FieldErrors
 from models.payments import PAYMENT_METHODS
+from models.registers import RangeError, display_tz, parse_range
 from models.services import (
     CHARGE_MODES,
     NO_TIPS,
@@ -41,13 +44,11 @@ from models.services import (
     ServiceItem,
     ServiceOrder,
     ServiceSubscription,
-    catalog_items,
     lock_assignee,
     service_report,
 )
-from views.actions import _messages, _openapi, parse_inputs
+from views.actions import _openapi, parse_inputs
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
-from views.registers import RangeError, display_tz, parse_range
 from views.registry import REGISTRY, Action, Input, Lookup, Related, Resource, Section, moves_to, register
 from views.reports import bar_chart_svg
 
@@ -123,33 +124,6 @@ class ServiceOrderRules:
 
 
 class ServiceOrderViewMixin(ServiceOrderRules):
-    def create_blueprint(self, appbuilder, *args, **kwargs):
-        # Template helpers for the ticket page (its orders and its "make an order" form), app-wide.
-        from app.extensions import db
-
-        bp = super().create_blueprint(appbuilder, *args, **kwargs)
-        bp.app_context_processor(
-            lambda: {
-                "desk_service_items": lambda category=None: catalog_items(db.session, category),
-                "desk_order_status": lambda status: str(ORDER_STATUSES.get(status, status)),
-            }
-        )
-        return bp
-
-    @expose("/from_ticket", methods=["POST"])
-    @has_access
-    def from_ticket(self):
-        try:
-            order = order_from_ticket(self.datamodel, request.form)
-        except (FieldErrors, Conflict) as e:
-            flash(_messages(e) if isinstance(e, FieldErrors) else str(e), "danger")
-            ticket = request.form.get("ticket", "")
-            if ticket.isdigit():
-                return redirect(url_for("TicketView.show", pk=int(ticket)))
-            return redirect(url_for(f"{type(self).__name__}.list"))
-        flash(str(T(f"已生成服务单 {order.number}", f"Order {order.number} created")), "success")
-        return redirect(url_for(f"{type(self).__name__}.show", pk=order.id))
-
     @expose("/report")
     @has_access
     def report(self):
