@@ -354,7 +354,7 @@ register(
                 T("记录回访结果", "Record the outcome"),
                 method="record_outcome",
                 inputs=[
-                    Input("reached", T("已联系上", "Reached"), kind="bool", required=True),
+                    Input("reached", T("是否联系上", "Reached?"), kind="bool", required=True),
                     Input("satisfaction", T("满意度", "Satisfaction"), kind="choice", choices=SATISFACTION),
                     Input("comment", T("回访意见", "Comment")),
                 ],

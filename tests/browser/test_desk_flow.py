@@ -200,7 +200,7 @@ def _record_repair(
 def _change_status(page, label: str, note: str | None = None) -> None:
     form = page.locator("form.desk-transition")
     assert form.count() == 1, "no status form on the ticket's page"
-    offered = form.locator("select[name=to] option").all_inner_texts()
+    offered = form.locator("select[name=to] option:not([value=''])").all_inner_texts()
     assert label in offered, f"{label} not offered by the status form: {offered}"
     form.locator("select[name=to]").select_option(label=label)
     if note:
@@ -227,7 +227,7 @@ def _acknowledge_and_resolve(page, artifacts, shot: str | None) -> None:
     statuses = [t[2] for t in timeline]
     assert statuses == ["→ 新建", "新建 → 已答复", "已答复 → 已解决", "已解决 → 待回访"], timeline
     # Only what may follow 待回访 is offered.
-    offered = page.locator("form.desk-transition select[name=to] option").all_inner_texts()
+    offered = page.locator("form.desk-transition select[name=to] option:not([value=''])").all_inner_texts()
     assert sorted(offered) == sorted(["已关闭", "重新打开"]), offered
     if shot:
         page.screenshot(path=str(artifacts / f"{shot}-4-show-callback.png"), full_page=True)
@@ -247,9 +247,9 @@ def _record_callback(page, artifacts, number: str, satisfaction: int, comment: s
 
     form = page.locator("form.desk-action.desk-outcome")
     assert form.count() == 1, "no outcome form on the callback's page"
-    reached = form.locator("input[type=checkbox][name=reached]")
-    if not reached.is_checked():
-        reached.check()
+    # Reached or not must be said (是/否), never taken as it came.
+    assert form.locator("select[name=reached]").input_value() == ""
+    form.locator("select[name=reached]").select_option(label="是")
     form.locator("select[name=satisfaction]").select_option(str(satisfaction))
     form.locator("input[name=comment]").fill(comment)
     if shot:
@@ -288,7 +288,7 @@ def test_repair_from_the_call_to_a_satisfied_callback(page, login, unit_code, ar
     # Closed: read-only, nothing to change; its callback is listed; the print form opens.
     assert _sections(page)[0] == "只读" and "重新打开" in fields.get("说明", ""), fields
     assert page.locator("a.desk-edit").count() == 0
-    offered = page.locator("form.desk-transition select[name=to] option").all_inner_texts()
+    offered = page.locator("form.desk-transition select[name=to] option:not([value=''])").all_inner_texts()
     assert offered == ["重新打开"], offered
     assert comment in page.locator(".desk-callbacks").inner_text()
     page.screenshot(path=str(artifacts / "desk-flow-8-show-closed.png"), full_page=True)
@@ -316,7 +316,7 @@ def test_an_unsatisfied_callback_reopens_the_repair(page, login, unit_code, arti
     assert [t for t in timeline if t[1] == "回访" and comment in t[3]], timeline
     assert timeline[-1][2] == "待回访 → 重新打开", timeline
     # The reopened case can be worked on again.
-    offered = page.locator("form.desk-transition select[name=to] option").all_inner_texts()
+    offered = page.locator("form.desk-transition select[name=to] option:not([value=''])").all_inner_texts()
     assert "处理中" in offered and "已解决" in offered, offered
     page.screenshot(path=str(artifacts / "desk-reopen-show.png"), full_page=True)
 
@@ -370,7 +370,7 @@ def test_the_emergency_form_wants_address_and_phone_first(app, page, login, unit
     fields = _show_fields(page)
     assert fields["类别"] == "急救病人" and fields["地址/地点"] == "3栋 2 单元 1201", fields
     assert fields["急救处置"] == "" and "答复时限依据" in fields, fields
-    offered = page.locator("form.desk-transition select[name=to] option").all_inner_texts()
+    offered = page.locator("form.desk-transition select[name=to] option:not([value=''])").all_inner_texts()
     assert offered == ["已答复", "处理中", "已解决", "已取消"], offered
     assert page.locator("form.desk-from-ticket").count() == 0 and page.locator(".desk-service-orders").count() == 0
     page.screenshot(path=str(artifacts / "desk-emergency-show.png"), full_page=True)
