@@ -479,7 +479,6 @@ class ServiceOrder(AuditedModel):
                 source=f"service_order:{self.id}",
             )
             session.flush()
-            self.bill_id = bill.id
             if charge_mode == "on_spot":
                 note = str(T(f"便民服务单 {self.number}", f"Service order {self.number}"))
                 payment = record_payment(
@@ -496,6 +495,7 @@ class ServiceOrder(AuditedModel):
                 self.payment_id = payment.id
             else:
                 apply_prepaid(session, self.unit)
+            self.bill_id = bill.id  # the order itself changes once, after the queries
         self.charge_mode, self.status = charge_mode, "charged"
 
     def rate(self, satisfaction: str | int, comment: str | None = None) -> None:
