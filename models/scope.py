@@ -14,7 +14,7 @@ from __future__ import annotations
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import ForeignKey, Integer, UniqueConstraint, false, inspect, or_, select
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from models.base import BigId
 
@@ -31,17 +31,15 @@ class UserEstate(Model):
     # None: every estate of the company.
     estate_id: Mapped[int | None] = mapped_column(ForeignKey("estate.id", ondelete="CASCADE"), index=True)
 
-    user = relationship(User, viewonly=True)
+    # ``User.desk_estates``: a backref, so that it is added when the mappers are configured (all
+    # models imported), and the user is loaded with it in one statement (app/security.py).
+    user = relationship(User, viewonly=True, backref=backref("desk_estates", viewonly=True, lazy="select"))
     estate = relationship("Estate", viewonly=True)
 
     __table_args__ = (UniqueConstraint("user_id", "estate_id", name="uq_user_estate"),)
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.estate_id or '*'}"
-
-
-# Loaded with the user, in the statement that loads the user and roles (app/security.py).
-User.desk_estates = relationship(UserEstate, viewonly=True, lazy="select")
 
 
 def estates_of(user) -> frozenset[int] | None:
