@@ -694,10 +694,6 @@ class Bill(AuditedModel):
         """Mark the bill disputed (with what is disputed) or clear the dispute. A disputed bill is
         not allocated automatically, late-feed or dunned."""
         self._locked(session)
-        if not disputed and not self.disputed:
-            raise FieldErrors(
-                {"disputed": [str(T("该账单没有争议；标记争议请勾选“有争议”并写明说明", "The bill is not disputed; tick 'disputed' and describe it"))]}
-            )
         set_disputed(self, disputed, note)
 
     def waive(self, session: Session, amount, reason: str | None = None) -> None:
@@ -732,7 +728,8 @@ class Bill(AuditedModel):
         first, nxt = month_bounds(self.period or "")
         self.estate_id = unit.estate_id
         self.billed_to_developer = unit.status == "unsold"
-        self.owner_id = None if self.billed_to_developer else _current_owners(session, [unit.id], first, nxt).get(unit.id)
+        owner = None if self.billed_to_developer else _current_owners(session, [unit.id], first, nxt).get(unit.id)
+        self.owner_id = owner
         self.quantity = Decimal(self.quantity or 1)
         self.amount = round_money(self.quantity * Decimal(self.unit_price), "half_up_cent")
         self.issued_on = local_today()

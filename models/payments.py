@@ -624,7 +624,14 @@ def allocations_of(session, payment_id: int) -> list[dict]:
         .order_by(Bill.due_date, Bill.id, PaymentAllocation.id)
     ).all()
     return [
-        {"id": a.id, "bill": a.bill_id, "period": period, "item": item, "amount": Decimal(a.amount), "reversed_at": a.reversed_at}
+        {
+            "id": a.id,
+            "bill": a.bill_id,
+            "period": period,
+            "item": item,
+            "amount": Decimal(a.amount),
+            "reversed_at": a.reversed_at,
+        }
         for a, period, item in rows
     ]
 

@@ -180,6 +180,33 @@ def arrears_page(session, args: dict, page: int, size: int) -> tuple[list[dict],
     return rows, arrears_count(session, args["as_of"], estate_id=args["estate"])
 
 
+def chart_series(figures: dict) -> dict[str, tuple[list, dict]]:
+    """The report's bar charts as data: name -> (bars (label, value), how to draw them)."""
+
+    def pct(rate):
+        return round((rate or 0) * 100, 1)
+
+    col, aging = figures["collection"], figures["aging"]
+    return {
+        "by_month": (
+            [(a["label"][2:], pct(a["rate"])) for a in col["by_month"]],
+            {"title": str(T("各月收缴率（%）", "Collection rate per month (%)"))},
+        ),
+        "by_item": (
+            [(str(a["label"]), pct(a["rate"])) for a in col["by_item"]],
+            {"title": str(T("各收费项目收缴率（%）", "Collection rate per item (%)")), "horizontal": True, "color": "#4a9a5a"},
+        ),
+        "aging": (
+            [(str(label), float(sum((row[key] for row in aging), Decimal(0)))) for key, label, _, _ in BUCKETS],
+            {"title": str(T("欠费账龄（元）", "Arrears by age (CNY)")), "width": 420, "height": 220, "color": "#b4543c"},
+        ),
+        "income": (
+            [(m["label"], float(m["amount"])) for m in figures["income"]["by_method"]],
+            {"title": str(T("各付款方式收入（元）", "Income by method (CNY)")), "horizontal": True, "color": "#8a6db4"},
+        ),
+    }
+
+
 def jsonable(value):
     """Figures as JSON: money as exact strings, dates as ISO text."""
     if isinstance(value, Decimal):
@@ -223,13 +250,14 @@ def report_sheets(session, args: dict, with_units: bool) -> list[tuple[str, list
     ``with_units`` (those who may read bills)."""
     col = collection_figures(session, args["from"], args["to"], args["estate"])
     income = income_figures(session, args["from"], args["to"], args["estate"])
-    head = _texts(T("项目", "Key"), T("应收", "Billed"), T("实收", "Collected"), T("欠收", "Outstanding"), T("收缴率%", "Rate %"))
+    head = _texts(T("项目", "Key"), T("应收", "Billed"), T("实收", "Collected"), T("欠收", "Outstanding"))
+    head.append(str(T("收缴率%", "Rate %")))
 
     def rows_of(block):
-        return [
-            [str(a["label"]), a["billed"], a["collected"], a["outstanding"], None if a["rate"] is None else round(a["rate"] * 100, 2)]
-            for a in block
-        ]
+        def percent(rate):
+            return None if rate is None else round(rate * 100, 2)
+
+        return [[str(a["label"]), a["billed"], a["collected"], a["outstanding"], percent(a["rate"])] for a in block]
 
     buckets = [str(label) for _, label, _, _ in BUCKETS]
     keys = [k for k, _, _, _ in BUCKETS]

@@ -336,6 +336,22 @@ def scene(scene_app, scene_tokens):
             )
             db.session.commit()
         run_dunning(dt.date.today(), estate_id=ids["estate"])
+    # Money in the other states its actions know (test_actions.py): a late fee left to waive, a
+    # voided payment, a delivered notice.
+    with app.app_context():
+        from models.payments import DunningNotice, void_payment
+
+        with acting_as(users["admin"]):
+            day = dt.date.today() - dt.timedelta(days=60)
+            where = {"estate_id": ids["estate"], "unit_id": ids["unit"]}
+            money = {"quantity": Decimal(1), "unit_price": Decimal("80.00"), "amount": Decimal("80.00")}
+            late = {"period": f"{day:%Y-%m}", "source": "expo:late", "late_fee": Decimal("8.00"), **money}
+            db.session.add(Bill(**where, **late, item_id=item_id, issued_on=day, due_date=day + dt.timedelta(days=20)))
+            voided = record_payment(db.session, db.session.get(Unit, ids["unit"]), Decimal("1.00"), "cash", [])
+            void_payment(voided, "录入错误")
+            cycle = {"cycle_due_date": dt.date(2030, 1, 1), "oldest_period": "2029-12", "amount_due": Decimal("1.00")}
+            db.session.add(DunningNotice(**where, **cycle, stage="reminder", issued_on=day, sent=True))
+            db.session.commit()
 
     with app.app_context():
         hashes = [h for h in db.session.execute(select(User.password)).scalars() if h and len(h) > 20]

@@ -361,6 +361,15 @@ def test_bill_dispute_and_late_fee_waiver(app, api, estate):
         bill = db.session.get(Bill, pk)
         assert bill.waive_reason == "疫情减免" and bill.disputed and bill.outstanding == bill.amount + Decimal("7.00")
         db.session.remove()
+    # Disputed or not must be said (never taken from a forgotten field); false clears the dispute.
+    resp = api("Manager").post(f"{base}/dispute", json={"note": "只写了说明"})
+    assert resp.status_code == 422 and "disputed" in resp.json["message"], resp.json
+    resp = api("Manager").post(f"{base}/dispute", json={"disputed": False})
+    assert resp.status_code == 200 and resp.json["disputed"] is False and resp.json["late_fee_waived"] == "3.00"
+    with app.app_context():
+        bill = db.session.get(Bill, pk)
+        assert not bill.disputed and bill.dispute_note == "面积有误"  # the note stays on record
+        db.session.remove()
 
 
 def test_manual_one_off_line(app, api, estate):

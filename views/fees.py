@@ -1,13 +1,9 @@
 """Fees (收费管理, DESIGN.md item 7) part 1: fee items, fee standards and their approval, meter
-readings, bills and billing runs. Payments, refunds, dunning and the reports: views/payments.py.
-
-Rights (app/roles.py): only Managers write items and standards (declaring, approving, rejecting,
-retiring and revising a standard are writes on ``fee_standard``). Bills are made by billing runs;
-a Manager may add a one-off line by hand, mark a bill disputed and waive a late fee with a
-reason; bills are never deleted. A billing run is started by adding one (estate and period): the
-row is committed and the job (jobs/billing.py) is queued with its id. The rules are the models'
-(models/fees.py); the workflow steps are declared here (``Action``, views/actions.py).
-"""
+readings, bills and billing runs (payments, refunds, dunning, reports: views/payments.py). Only
+Managers write items and standards (app/roles.py). Bills come from billing runs; a Manager adds a
+one-off line by hand, marks a bill disputed, waives a late fee; bills are never deleted. Adding a
+billing run commits its row and queues the job (jobs/billing.py). The rules are the models'
+(models/fees.py); the workflow steps are declared here (``Action``, views/actions.py)."""
 
 from __future__ import annotations
 
@@ -229,7 +225,6 @@ STANDARD_ACTIONS = [
 STANDARD_LABELS = {
     **LABELS,
     "revision": T("版本号", "Revision"),
-    "supersedes": T("替代", "Supersedes"),
     "basis": T("计费方式", "Basis"),
     "rounding": T("舍入规则", "Rounding"),
     "unit_uses": T("适用房屋用途", "Unit uses"),
@@ -339,7 +334,7 @@ BILL_ACTIONS = [
         T("登记/撤销争议", "Record or clear a dispute"),
         method="dispute",
         inputs=[
-            Input("disputed", T("有争议", "Disputed"), kind="bool"),
+            Input("disputed", T("有争议？", "Disputed?"), kind="bool", required=True),  # said, never a forgotten box
             Input("note", T("争议说明", "Dispute note"), kind="textarea"),
         ],
         needs_version=False,
@@ -380,7 +375,6 @@ BILL_LABELS = {
     "issued_on": T("出账日期", "Issued on"),
     "disputed": T("有争议", "Disputed"),
     "dispute_note": T("争议说明", "Dispute note"),
-    "run_id": T("计费批次", "Billing run"),
 }
 register(
     Resource(
@@ -447,9 +441,7 @@ register(
         deletable=False,
         icon="fa-calculator",
         list_columns=[*RUN_HEAD, *RUN_COUNTS],
-        # A run is a record of what was billed: started, never edited.
-        edit_columns=(),
-        add_columns=["estate", "period"],
+        add_columns=["estate", "period"],  # a run is a record of what was billed: started, never edited
         sections=[
             Section(T("计费批次", "Billing run"), RUN_HEAD),
             Section(T("计费结果", "Result"), [*RUN_COUNTS, "prepaid_applied"]),

@@ -1,21 +1,14 @@
-"""Payments and receipts, refunds, dunning notices and the fee reports (DESIGN.md item 7, part 2).
-
-- ``payment``: recorded on the screen form or by ``POST /api/v1/payment/`` (optionally to chosen
-  bills), voided with a reason (a declared action), its receipt printed (``/payment/receipt/<pk>``:
-  收款收据, the amount in capitals), a unit's prepaid balance (``/api/v1/payment/balance/<unit>``);
-- ``refund``: prepaid balance paid back, never more than it;
-- ``dunning_notice``: made by the dunning job, its letter printed (``/dunning_notice/letter/<pk>``),
-  marked delivered by a supervisor (a declared action);
-- ``collection_report``: the reports (figures from models/reports.py), SVG charts, .xlsx; the
-  arrears per unit and owner only for those who may read bills.
-"""
+"""Payments and receipts, refunds, dunning notices and the fee reports (DESIGN.md item 7, part 2):
+a payment recorded (screen or ``POST /api/v1/payment/``, optionally to chosen bills), voided, its
+receipt printed (收款收据); refunds of prepaid balance; the dunning job's notices, their letters
+printed and marked delivered; the fee reports (figures: models/reports.py), the arrears per unit
+and owner only for those who may read bills. Rules in models/, workflow steps declared here."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
-from decimal import Decimal
 
 from flask import abort, request, send_file
 from flask_appbuilder.baseviews import expose
@@ -46,7 +39,7 @@ from models.payments import (
     record_payment_from,
     refund,
 )
-from models.reports import arrears_page, jsonable, report_args, report_figures, report_workbook
+from models.reports import arrears_page, chart_series, jsonable, report_args, report_figures, report_workbook
 from views.archives import UNIT_LOOKUP
 from views.base import rights
 from views.fees import ALLOCATED, AUDIT, LABELS, linked_rows
@@ -227,10 +220,7 @@ register(
         deletable=False,
         icon="fa-undo",
         list_columns=["refunded_at", "unit.code", "amount", "method", "reason"],
-        # A refund is a financial record: recorded once, never edited.
-        edit_columns=(),
-        add_columns=["unit", "amount", "method", "reason"],
-        show_columns=["refunded_at", "unit.code", "amount", "method", "reason", "created_at", "created_by.username"],
+        add_columns=["unit", "amount", "method", "reason"],  # a financial record: recorded once, never edited
         search_columns=["refunded_at", "method", "reason"],
         order_columns=["refunded_at", "amount", "method", "id"],
         labels={
@@ -320,30 +310,10 @@ register(
 
 # --- reports ---------------------------------------------------------------------------------
 def report_charts(figures: dict) -> dict:
-    """The report's bar charts (SVG drawn here, nothing loaded from outside)."""
+    """The report's bar charts, drawn here as SVG (nothing loaded from outside)."""
     from views.reports import bar_chart_svg
 
-    col, aging = figures["collection"], figures["aging"]
-    by_age = [(str(label), float(sum((row[key] for row in aging), Decimal(0)))) for key, label, _, _ in BUCKETS]
-    by_method = [(m["label"], float(m["amount"])) for m in figures["income"]["by_method"]]
-    return {
-        "by_month": bar_chart_svg(
-            [(a["label"][2:], round((a["rate"] or 0) * 100, 1)) for a in col["by_month"]],
-            title=str(T("各月收缴率（%）", "Collection rate per month (%)")),
-        ),
-        "by_item": bar_chart_svg(
-            [(str(a["label"]), round((a["rate"] or 0) * 100, 1)) for a in col["by_item"]],
-            title=str(T("各收费项目收缴率（%）", "Collection rate per item (%)")),
-            horizontal=True,
-            color="#4a9a5a",
-        ),
-        "aging": bar_chart_svg(
-            by_age, title=str(T("欠费账龄（元）", "Arrears by age (CNY)")), width=420, height=220, color="#b4543c"
-        ),
-        "income": bar_chart_svg(
-            by_method, title=str(T("各付款方式收入（元）", "Income by method (CNY)")), horizontal=True, color="#8a6db4"
-        ),
-    }
+    return {name: bar_chart_svg(bars, **how) for name, (bars, how) in chart_series(figures).items()}
 
 
 def sees_unit_arrears() -> bool:

@@ -468,7 +468,7 @@ def test_notice_waiver_and_dispute_on_the_pages(app, page, new_page, login, esta
     fields = _show_fields(manager)
     assert (fields.get("减免滞纳金"), fields.get("欠缴金额"), fields.get("减免原因")) == ("2.50", "510.00", "疫情期间减免")
     dispute = manager.locator("form.desk-dispute")
-    dispute.locator("input[type=checkbox][name=disputed]").check()
+    dispute.locator("select[name=disputed]").select_option(label="是")
     dispute.locator("[name=note]").fill("业主称车位已于上月退租")
     with manager.expect_navigation():
         dispute.locator("[type=submit]").click()
