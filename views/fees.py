@@ -468,7 +468,13 @@ register(
         view_mixins=(BillingRunRules,),
         api_mixins=(BillingRunRules,),
         related=[
-            Related(EXPLANATION, rows=lambda r: [{"reason": x} for x in r.reasons], columns=["reason"], labels=REASON),
+            Related(
+                EXPLANATION,
+                rows=lambda r: [{"reason": x} for x in r.reasons],
+                columns=["reason"],
+                labels=REASON,
+                when=lambda r: bool(r.explanation),
+            ),
             Related(
                 T("本批次账单", "Bills of this run"),
                 resource="bill",
