@@ -101,3 +101,8 @@ def test_readme_documents_every_setting_and_resource():
     assert not missing, f"README lacks these settings: {missing}"
     undocumented = [name for name in REGISTRY if f"| {name} |" not in readme]
     assert not undocumented, f"README's role table lacks: {undocumented}"
+    actions = readme.split("## Workflow actions", 1)[1].split("\n## ", 1)[0]
+    for name, res in REGISTRY.items():
+        row = next((line for line in actions.splitlines() if line.startswith(f"| `{name}` |")), "")
+        missing = [a.api_path for a in res.actions if f"`{a.api_path}`" not in row]
+        assert not missing, f"README's workflow actions table lacks {name}: {missing}"
