@@ -255,6 +255,7 @@ def working_people() -> list:
     from types import SimpleNamespace
 
     from app.extensions import db
+    from views.lookups import choosable_clause
 
-    users = db.session.execute(select(User).where(working_user_clause()).order_by(User.username).limit(500)).scalars()
+    users = db.session.execute(select(User).where(choosable_clause(User)).order_by(User.username).limit(500)).scalars()
     return [SimpleNamespace(id=u.id, label=user_label(u)) for u in users]

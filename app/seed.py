@@ -238,13 +238,28 @@ DEMO_USERS = (
 )
 
 
-def ensure_user(sm, username: str, role_name: str, first: str, last: str, password: str):
+ALL_ESTATES = None
+
+
+def ensure_user(sm, username: str, role_name: str, first: str, last: str, password: str, estates=ALL_ESTATES):
+    """The user with this role and password, working for ``estates`` (a list of estate ids, or
+    ALL_ESTATES for a company-level user)."""
+    from models.scope import UserEstate
+
     user = sm.find_user(username=username)
     role = sm.find_role(role_name)
     if user is None:
         user = sm.add_user(username, first, last, f"{username}@desk.local", role, password=password)
     else:
         sm.reset_password(user.id, password)
+    wanted = {None} if estates is ALL_ESTATES else set(estates)
+    rows = db.session.execute(select(UserEstate).where(UserEstate.user_id == user.id)).scalars().all()
+    for row in rows:
+        if row.estate_id not in wanted:
+            db.session.delete(row)
+    have = {row.estate_id for row in rows}
+    db.session.add_all(UserEstate(user_id=user.id, estate_id=e) for e in wanted - have)
+    db.session.commit()
     return user
 
 

@@ -188,7 +188,11 @@ class Owner(AuditedModel):
     email: Mapped[str | None] = mapped_column(String(120))
     address: Mapped[str | None] = mapped_column(String(200))
     note: Mapped[str | None] = mapped_column(Text)
+    # The estate where the owner was registered (登记小区): an owner is seen by the staff of that
+    # estate and of every estate where they own a unit (views/scope.py).
+    estate_id: Mapped[int | None] = mapped_column(ForeignKey("estate.id"), index=True)
 
+    estate = relationship("Estate", lazy="select")
     ownerships = relationship("Ownership", back_populates="owner", lazy="select")
     units = relationship("Unit", secondary="ownership", viewonly=True, lazy="select")
 

@@ -741,7 +741,12 @@ class UnitOwnerImport(ImportSpec):
         keys = list(plan.new_owners)
         owner_ids = dict(plan.matched_owners)
         owner_ids.update(
-            zip(keys, insert_rows(session, Owner, [plan.new_owners[k] for k in keys], user_id), strict=True)
+            zip(
+                keys,
+                # registered in the estate the import is for (models/scope.py reads it)
+                insert_rows(session, Owner, [{**plan.new_owners[k], "estate_id": estate_id} for k in keys], user_id),
+                strict=True,
+            )
         )
         insert_rows(
             session,

@@ -61,6 +61,8 @@ def scope_clause(model, path: str, estates: frozenset[int], optional: bool = Fal
     "unit.estate_id", "renovation.unit.estate_id", "estates" for a to-many relation to Estate,
     "id" on the estate itself), is one of ``estates``. ``optional``: a row with no estate (a
     company-wide one) matches too. Each hop is ``fk IN (SELECT id ...)`` on indexed keys."""
+    if "|" in path:  # either way leads to an estate of the user's
+        return or_(*[scope_clause(model, p, estates, optional) for p in path.split("|")])
     head, _, rest = path.partition(".")
     attr = getattr(model, head)
     prop = getattr(attr, "property", None)
@@ -83,6 +85,11 @@ def scope_clause(model, path: str, estates: frozenset[int], optional: bool = Fal
 def estate_ids_of_row(obj, path: str) -> set[int | None]:
     """The estates a row belongs to, walking ``path`` on the objects (for writes: where is this
     record going). An empty set or ``{None}``: it belongs to no estate."""
+    if "|" in path:
+        found = set()
+        for p in path.split("|"):
+            found |= estate_ids_of_row(obj, p)
+        return found - {None} or found
     nodes = [obj]
     parts = path.split(".")
     for part in parts:

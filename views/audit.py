@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.i18n import T
 from models.base import ChangeLog
 from views.registry import Resource, register
+from views.scope import COMPANY_ONLY
 
 register(
     Resource(
@@ -12,6 +13,7 @@ register(
         model=ChangeLog,
         label=T("变更记录", "Change history"),
         category="audit",
+        estate=COMPANY_ONLY,
         icon="fa-history",
         list_columns=["changed_at", "table_name", "row_id", "action", "user.username", "changes"],
         search_columns=["table_name", "row_id", "action", "changed_at"],

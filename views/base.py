@@ -51,6 +51,7 @@ from views.actions import (
 )
 from views.datamodel import MSG_CONFLICT, DeskInterface, parse_int_key
 from views.registry import Resource
+from views.scope import FilterInScope, admit, declared, related_in_scope
 from views.visibility import (
     FilterReadableRows,
     SafeModel2SchemaConverter,
@@ -358,6 +359,7 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
                 try:
                     form.populate_obj(item)
                     self.pre_add(item)
+                    admit(self.resource, item)
                     self.datamodel.add(item)
                 except FieldErrors as e:
                     self._attach_errors(form, e.errors, 422)
@@ -400,6 +402,7 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
                 try:
                     form.populate_obj(item)
                     self.pre_update(item)
+                    admit(self.resource, item)
                     self.datamodel.edit(item)
                 except FieldErrors as e:
                     if version_field is not None:
@@ -664,11 +667,11 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
                 errors[key] = [str(msg)]
                 continue
             # A person is one of the working staff (views/lookups.py), on the API as in the pickers.
-            from views.lookups import MSG_NOT_WORKING, is_choosable
+            from views.lookups import is_choosable, refusal_of
 
             related = self.datamodel.get_related_model(key)
             if not all(is_choosable(self.datamodel.session, related, int(v)) for v in values):
-                errors[key] = [str(MSG_NOT_WORKING)]
+                errors[key] = [str(refusal_of(related))]
         return errors
 
     def post_headless(self):
@@ -683,6 +686,7 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
             return self.response_422(message=err.messages)
         try:
             self.pre_add(item)
+            admit(self.resource, item)
             self.datamodel.add(item)
         except FieldErrors as e:
             return self.response_422(message=e.errors)
@@ -725,6 +729,7 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
             return self.response_422(message=err.messages)
         try:
             self.pre_update(item)
+            admit(self.resource, item)
             self.datamodel.edit(item)
         except FieldErrors as e:
             return self.response_422(message=e.errors)
@@ -889,8 +894,11 @@ def build_view(resource: Resource) -> type[DeskModelView]:
         if hasattr(resource.model, "version"):
             edit_sets[-1][1]["fields"].append("version")
         attrs["edit_fieldsets"] = edit_sets
-    if resource.base_filters:
-        attrs["base_filters"] = [list(f) for f in resource.base_filters]
+    # Every list, detail, edit, delete, export, action and lookup of the resource: only the
+    # estates the user works for (views/scope.py); the same for the forms' dropdowns.
+    attrs["base_filters"] = [*[list(f) for f in resource.base_filters], ["id", FilterInScope, resource]]
+    attrs["add_form_query_rel_fields"] = attrs["edit_form_query_rel_fields"] = related_in_scope(resource)
+    attrs["search_form_query_rel_fields"] = related_in_scope(resource, list(resource.search_columns))
     if resource.show_template:
         attrs["show_template"] = resource.show_template
     if not resource.writable:
@@ -922,6 +930,7 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
     from views.visibility import check_resource_columns
 
     check_resource_columns(resource)
+    declared(resource)  # every resource says where its estate is (views/scope.py)
     datamodel = DeskInterface(resource.model)
     labels = {c: resource.label_of(c) for c in [*resource.all_columns(), "id", "version"]}
     list_columns = ["id", *[c for c in resource.list_columns if c != "id"]]
@@ -958,8 +967,10 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
         validators_columns=validators,
         list_select_columns=None,
     )
-    if resource.base_filters:
-        attrs["base_filters"] = [list(f) for f in resource.base_filters]
+    # Every list, detail, edit, delete, export, action and lookup of the resource: only the
+    # estates the user works for (views/scope.py); the same for the related values of ``_info``.
+    attrs["base_filters"] = [*[list(f) for f in resource.base_filters], ["id", FilterInScope, resource]]
+    attrs["add_query_rel_fields"] = attrs["edit_query_rel_fields"] = related_in_scope(resource)
     if resource.order_columns is not None:
         attrs["order_columns"] = list(resource.order_columns)
     if not resource.writable:

@@ -50,6 +50,7 @@ from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
 from views.registers import TicketRegisterMixin
 from views.registry import REGISTRY, Action, Input, Link, Lookup, Related, Resource, Section, register
 from views.reports import TicketReportApiMixin, TicketReportViewMixin
+from views.scope import COMPANY
 from views.visibility import current_user
 
 __all__ = ["TICKET_LABELS", "FilterIsNull", "FilterIsNotNull"]
@@ -190,6 +191,7 @@ register(
         model=Ticket,
         label=T("住户求助", "Help requests"),
         category="desk",
+        estate="estate_id",
         icon="fa-life-ring",
         list_columns=["number", "kind", "priority", "status", "unit.code", "received_at", "reply_due_at", "escalation_level"],
         edit_columns=[*RECORD_FORM, *[c for _title, columns in TICKET_PARTS.values() for c in columns]],
@@ -227,6 +229,7 @@ register(
         model=Ticket,
         label=T("求助归档", "Archived requests"),
         category="desk",
+        estate="estate_id",
         icon="fa-archive",
         list_columns=ARCHIVE_COLUMNS,
         search_columns=[c for c in ARCHIVE_COLUMNS if c != "unit.code"],
@@ -263,6 +266,7 @@ register(
         model=SlaPolicy,
         label=T("响应时限", "Response policies"),
         category="desk_settings",
+        estate=COMPANY,
         icon="fa-clock-o",
         list_columns=POLICY_COLUMNS,
         edit_columns=POLICY_COLUMNS,
@@ -286,6 +290,7 @@ register(
         model=Holiday,
         label=T("节假日与调休", "Holidays and make-up days"),
         category="desk_settings",
+        estate=COMPANY,
         icon="fa-calendar",
         list_columns=["day", "kind", "name"],
         edit_columns=["day", "kind", "name"],
@@ -327,6 +332,7 @@ register(
         model=Callback,
         label=T("回访", "Callbacks"),
         category="desk",
+        estate="ticket.estate_id",
         icon="fa-phone",
         list_columns=["ticket.number", "due_at", "status", "attempts", "satisfaction", "assignee.username"],
         edit_columns=["due_at", "assignee", "comment"],
@@ -381,6 +387,8 @@ register(
         model=DutyShift,
         label=T("值班安排", "Duty shifts"),
         category="desk",
+        estate="estate_id",
+        estate_optional=True,
         icon="fa-user-clock",
         list_columns=["user.username", "estate.name", "starts_at", "ends_at", "post"],
         edit_columns=["user", "estate", "starts_at", "ends_at", "post", "note"],
@@ -445,6 +453,7 @@ register(
         model=Notification,
         label=T("我的通知", "My notifications"),
         category="desk",
+        estate=COMPANY,
         icon="fa-bell",
         list_columns=["created_at", "title", "kind", "channel", "state", "read_at"],
         show_columns=["created_at", "title", "body", "kind", "channel", "state", "attempts", "sent_at", "read_at", "last_error"],
@@ -465,6 +474,7 @@ register(
         model=NotificationRoute,
         label=T("通知渠道", "Notification channels"),
         category="desk_settings",
+        estate=COMPANY,
         icon="fa-bullhorn",
         list_columns=["role", "channel", "target", "active"],
         edit_columns=["role", "channel", "target", "active"],

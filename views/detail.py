@@ -37,6 +37,7 @@ def _cell(res: Resource, obj, col: str):
 def related_lists(res: Resource, item) -> list[dict]:
     """The related lists of a record's detail page, as the user may see them."""
     from views.base import rights, sees_personal
+    from views.scope import clause_for
     from views.visibility import mask_value, redact_values, visible
 
     blocks = []
@@ -63,6 +64,9 @@ def related_lists(res: Resource, item) -> list[dict]:
         from app.extensions import db
 
         stmt = select(model).where(getattr(model, rel.via) == item.id).order_by(model.id.desc()).limit(rel.limit)
+        scope = clause_for(other)  # only rows of the estates the user works for (views/scope.py)
+        if scope is not None:
+            stmt = stmt.where(scope)
         for flt in other.base_filters:  # the same rows the other resource's list would show
             column, _cls, _value = flt
             if _cls.__name__ == "FilterIsNull":

@@ -159,9 +159,13 @@ class ImportMixin:
     @has_access
     def import_xlsx(self):
         from app.extensions import db
+        from views.scope import clause_for, resource_of_model
 
         spec = self._importer()
-        estates = db.session.execute(select(Estate.id, Estate.code, Estate.name).order_by(Estate.code)).all()
+        # Only the estates the user works for are offered, and only those are taken.
+        stmt = select(Estate.id, Estate.code, Estate.name).order_by(Estate.code)
+        scope = clause_for(resource_of_model(Estate))
+        estates = db.session.execute(stmt if scope is None else stmt.where(scope)).all()
         if request.method == "GET":
             return self._import_answer(spec, estates, 200, form={"dry_run": True})
         dry_run = request.form.get("dry_run") in ("y", "on", "1", "true")
@@ -173,7 +177,7 @@ class ImportMixin:
                 estate_id = int(form["estate_id"])
             except ValueError:
                 estate_id = None
-            if estate_id is None or db.session.get(Estate, estate_id) is None:
+            if estate_id is None or estate_id not in {e.id for e in estates}:
                 result.errors.append(RowError(0, "estate", str(T("小区", "Estate")), str(MSG_ESTATE)))
         upload = request.files.get("file")
         if upload is None or not upload.filename:

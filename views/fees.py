@@ -35,6 +35,7 @@ from models.payments import payments_of_bill
 from views.archives import UNIT_LOOKUP
 from views.excel import METER_READING_IMPORT
 from views.registry import REGISTRY, Action, Input, Link, Related, Resource, Section, register
+from views.scope import COMPANY
 from views.uploads import send_stored
 
 DOC_EXTENSIONS = {".pdf", ".ofd", ".jpg", ".jpeg", ".png", ".doc", ".docx", ".xls", ".xlsx"}
@@ -93,6 +94,7 @@ register(
         model=FeeItem,
         label=T("收费项目", "Fee items"),
         category="fees",
+        estate=COMPANY,
         icon="fa-list",
         list_columns=ITEM_COLUMNS,
         edit_columns=[*ITEM_COLUMNS, "note"],
@@ -247,6 +249,8 @@ register(
         model=FeeStandard,
         label=T("收费标准", "Fee standards"),
         category="fees",
+        estate="estates",
+        estate_optional=True,
         icon="fa-balance-scale",
         list_columns=["item.name", "revision", *STANDARD_PRICE, "effective_from", "effective_to", "status"],
         edit_columns=["item", *STANDARD_PRICE, *STANDARD_SCOPE],
@@ -276,6 +280,7 @@ register(
         model=MeterReading,
         label=T("抄表记录", "Meter readings"),
         category="fees",
+        estate="unit.estate_id",
         icon="fa-tachometer",
         list_columns=[*READING_LIST, "is_replacement"],
         edit_columns=["unit", "item", "period", "read_on", "reading", "is_replacement"],
@@ -382,6 +387,7 @@ register(
         model=Bill,
         label=T("账单", "Bills"),
         category="fees",
+        estate="estate_id",
         deletable=False,
         icon="fa-file-text-o",
         list_columns=BILL_LIST,
@@ -438,6 +444,7 @@ register(
         model=BillingRun,
         label=T("计费批次", "Billing runs"),
         category="fees",
+        estate="estate_id",
         deletable=False,
         icon="fa-calculator",
         list_columns=[*RUN_HEAD, *RUN_COUNTS],

@@ -16,15 +16,27 @@ MSG_NOT_WORKING = T("只能选择在职的管理处人员", "Choose an active me
 
 
 def choosable_clause(model):
-    """What a picker of ``model`` may offer beyond "it exists": a person is an active member of a
-    working role (never the Committee, an administrator's account or the system user)."""
+    """What a picker of ``model`` may offer, and a write may point at: a record of an estate the
+    user works for (views/scope.py); a person who is an active member of a working role (never the
+    Committee, an administrator's account or the system user) working in one of those estates."""
     from flask_appbuilder.security.sqla.models import User
+
+    from views.scope import clause_for, people_in_scope_clause, resource_of_model
 
     if isinstance(model, type) and issubclass(model, User):
         from app.security import working_user_clause
 
-        return working_user_clause()
-    return None
+        return working_user_clause() & people_in_scope_clause()
+    res = resource_of_model(model)
+    return clause_for(res) if res is not None else None
+
+
+def refusal_of(model) -> T:
+    """What a write pointing at a record it may not choose is told: for a person, who may be
+    chosen; for anything else, that there is no such record (never that it exists elsewhere)."""
+    from flask_appbuilder.security.sqla.models import User
+
+    return MSG_NOT_WORKING if isinstance(model, type) and issubclass(model, User) else MSG_NOT_FOUND
 
 
 def is_choosable(session, model, pk) -> bool:
@@ -96,7 +108,7 @@ class LookupField(Field):
             if self.obj is None:
                 raise ValueError(str(MSG_NOT_FOUND))
             if not is_choosable(self._session(), self.related_model, self.obj.id):
-                raise ValueError(str(MSG_NOT_WORKING))
+                raise ValueError(str(refusal_of(self.related_model)))
             self.data = self.obj
         else:
             self.obj = None

@@ -198,6 +198,11 @@ class Resource:
     # False for records that are never deleted (financial records, applications, orders: they are
     # voided or cancelled with a reason): no delete route, no delete button.
     deletable: bool = True
+    # The path from a row to its estate (views/scope.py): "estate_id", "unit.estate_id", ...
+    # ("a|b": either), or COMPANY / COMPANY_ONLY for what belongs to no estate. Required.
+    estate: str | None = None
+    # A row with no estate there is the company's, seen in every estate (a shift for all estates).
+    estate_optional: bool = False
     # Workflow actions (``Action``), the detail page's sections (``Section``: the show page's
     # fieldsets, each shown when it applies) and related lists (``Related``).
     actions: Sequence[Action] = ()

@@ -224,6 +224,8 @@ register(
         model=ServiceItem,
         label=T("服务项目", "Service catalog"),
         category="services",
+        estate="estates",
+        estate_optional=True,
         icon="fa-list-alt",
         list_columns=[
             "code",
@@ -292,6 +294,7 @@ register(
         model=ServiceSubscription,
         label=T("定期服务", "Periodic services"),
         category="services",
+        estate="unit.estate_id",
         icon="fa-repeat",
         list_columns=["item.name", "unit.code", "recurrence", "first_start", "until", "assignee.username", "active"],
         edit_columns=["item", "unit", "recurrence", "first_start", "duration_minutes", "until", "assignee", "active"],
@@ -447,6 +450,7 @@ register(
         model=ServiceOrder,
         label=T("服务单", "Service orders"),
         category="services",
+        estate="unit.estate_id",
         deletable=False,
         icon="fa-handshake-o",
         list_columns=[

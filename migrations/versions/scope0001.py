@@ -1,4 +1,4 @@
-"""several estates: which estates each user works for
+"""several estates: which estates each user works for, where each owner was registered
 
 Revision ID: scope0001
 Revises: reno0002
@@ -31,6 +31,15 @@ def upgrade():
     with op.batch_alter_table('user_estate', schema=None) as batch_op:
         batch_op.create_index('ix_user_estate_user_id', ['user_id'], unique=False)
         batch_op.create_index('ix_user_estate_estate_id', ['estate_id'], unique=False)
+    # The estate where each owner was registered: the first estate where they own a unit.
+    with op.batch_alter_table('owner', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('estate_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
+        batch_op.create_index('ix_owner_estate_id', ['estate_id'], unique=False)
+        batch_op.create_foreign_key('fk_owner_estate_id_estate', 'estate', ['estate_id'], ['id'])
+    op.execute(
+        "UPDATE owner SET estate_id = (SELECT MIN(unit.estate_id) FROM ownership JOIN unit ON unit.id = ownership.unit_id"
+        " WHERE ownership.owner_id = owner.id) WHERE estate_id IS NULL"
+    )
     # Everyone who already works here keeps seeing what they saw: every estate. Admins narrow it.
     conn = op.get_bind()
     users = conn.execute(sa.text("SELECT id FROM ab_user")).scalars().all()
@@ -41,6 +50,10 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table('owner', schema=None) as batch_op:
+        batch_op.drop_constraint('fk_owner_estate_id_estate', type_='foreignkey')
+        batch_op.drop_index('ix_owner_estate_id')
+        batch_op.drop_column('estate_id')
     with op.batch_alter_table('user_estate', schema=None) as batch_op:
         batch_op.drop_index('ix_user_estate_estate_id')
         batch_op.drop_index('ix_user_estate_user_id')
