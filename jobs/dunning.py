@@ -227,7 +227,6 @@ def _notify(session, made: list[tuple[int, int, str]], today: dt.date) -> int:
     tz = ZoneInfo(current_app.config.get("DISPLAY_TIMEZONE", "Asia/Shanghai"))
     day = dt.datetime.combine(today, dt.time(0), tzinfo=tz)
     now = utcnow()
-    staff = users_with_role(session, "Staff")
     sent = 0
     for (estate_id, stage), n in sorted(per.items()):
         estate = session.get(Estate, estate_id)
@@ -237,7 +236,10 @@ def _notify(session, made: list[tuple[int, int, str]], today: dt.date) -> int:
             f"{estate.name} {today.isoformat()} 新生成{label} {n} 份，请在“收费管理 → 催缴通知”中打印并送达业主，"
             f"送达后标记为已送达。"
         )
-        people = {"Supervisor": supervisors_on_duty(session, estate_id, now), "Staff": staff}
+        people = {
+            "Supervisor": supervisors_on_duty(session, estate_id, now),
+            "Staff": users_with_role(session, "Staff", estate_id),
+        }
         sent += len(
             claim_notifications(
                 session,

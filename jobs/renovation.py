@@ -54,10 +54,12 @@ def inspection_reminders(now: dt.datetime | None = None) -> int:
         .all()
     )
     made = 0
-    people = None
     for r in due:
-        if people is None:
-            people = {"Staff": users_with_role(session, "Staff"), "Supervisor": users_with_role(session, "Supervisor")}
+        estate_id = _estate_id(r)  # the staff and supervisors of that estate
+        people = {
+            "Staff": users_with_role(session, "Staff", estate_id),
+            "Supervisor": users_with_role(session, "Supervisor", estate_id),
+        }
         unit = r.unit.code if r.unit is not None else ""
         made += len(
             claim_notifications(

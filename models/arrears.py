@@ -19,6 +19,7 @@ from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from app.i18n import T
+from models.scope import estate_condition
 
 UNPAID = ("open", "partial")
 BUCKETS = (
@@ -52,8 +53,8 @@ def _arrears_where(as_of: dt.date, estate_id: int | None):
     from models.fees import Bill
 
     where = [Bill.status.in_(UNPAID), Bill.due_date < as_of]
-    if estate_id:
-        where.append(Bill.estate_id == estate_id)
+    if estate_id is not None:  # an id, or the estates a user works for (models/scope.py)
+        where.append(estate_condition(Bill.estate_id, estate_id))
     return where
 
 

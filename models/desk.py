@@ -1327,20 +1327,26 @@ __all__ = [
 
 
 # --- who is told, and claiming each message once -----------------------------------------------
-def users_with_role(session: Session, role_name: str) -> list:
+def users_with_role(session: Session, role_name: str, estate_id: int | None = None) -> list:
+    """The active users of a role; with ``estate_id``, only those who work for that estate (or
+    for the whole company: models/scope.py). Nobody is told of another estate's affairs."""
     from flask_appbuilder.security.sqla.models import Role, User
 
-    return list(
-        session.execute(
-            select(User).join(User.roles).where(Role.name == role_name, User.active.is_(True)).order_by(User.id)
-        ).scalars()
-    )
+    from models.scope import UserEstate
+
+    stmt = select(User).join(User.roles).where(Role.name == role_name, User.active.is_(True))
+    if estate_id is not None:
+        stmt = stmt.where(
+            User.desk_estates.any((UserEstate.estate_id == estate_id) | UserEstate.estate_id.is_(None))
+        )
+    return list(session.execute(stmt.order_by(User.id)).scalars())
 
 
 def supervisors_on_duty(session: Session, estate_id: int | None, now: dt.datetime) -> list:
-    """Supervisors whose duty shift covers ``now`` (for the estate or all estates); when nobody
-    is rostered, every supervisor: a late reply is never told to no one."""
-    supervisors = users_with_role(session, "Supervisor")
+    """Supervisors of the estate whose duty shift covers ``now`` (for the estate or all estates);
+    when nobody is rostered, every supervisor of the estate: a late reply is never told to no one,
+    nor to another estate's supervisors."""
+    supervisors = users_with_role(session, "Supervisor", estate_id)
     ids = {u.id for u in supervisors}
     on_duty = (
         session.execute(
@@ -1365,7 +1371,10 @@ def recipients(session: Session, level: int, estate_id: int | None, now: dt.date
         return {"Supervisor": supervisors_on_duty(session, estate_id, now)}
     if level == 1:
         return {"Supervisor": supervisors_on_duty(session, estate_id, now)}
-    return {"Supervisor": supervisors_on_duty(session, estate_id, now), "Manager": users_with_role(session, "Manager")}
+    return {
+        "Supervisor": supervisors_on_duty(session, estate_id, now),
+        "Manager": users_with_role(session, "Manager", estate_id),
+    }
 
 
 def claim_notifications(

@@ -48,6 +48,7 @@ from models.desk import (
     Callback,
     Ticket,
 )
+from models.scope import estate_condition
 from models.validators import mask_phone
 from models.visibility import may_read_row
 from models.xlsx import workbook_bytes
@@ -77,6 +78,8 @@ class Range:
     start: dt.datetime  # UTC, start included
     end: dt.datetime  # UTC, end excluded
     estate_id: int | None = None
+    # The estates the viewer works for (None: every estate); views set it (views/scope.py).
+    estates: frozenset | None = None
 
     @property
     def days(self) -> list[dt.date]:
@@ -154,6 +157,8 @@ def in_range(rng: Range) -> list:
     conds = [Ticket.received_between(rng.start, rng.end)]
     if rng.estate_id is not None:
         conds.append(Ticket.estate_id == rng.estate_id)
+    if rng.estates is not None:
+        conds.append(estate_condition(Ticket.estate_id, rng.estates))
     return conds
 
 

@@ -1054,24 +1054,31 @@ def refund_deposit(session, renovation: Renovation, *, method: str = "bank_trans
     return refund_row
 
 
-def report_lists(session, now: dt.datetime | None = None) -> dict:
+def report_lists(session, now: dt.datetime | None = None, estates=None) -> dict:
     """The renovations report: active, overdue (past the planned end, not accepted), with open
-    violations; and the count of late rectification orders."""
+    violations; and the count of late rectification orders. ``estates``: only these estates'
+    (models/scope.py; None: every estate)."""
     from sqlalchemy import func, select
 
+    from models.archives import Unit
     from models.base import utcnow
+    from models.scope import estate_condition
 
     today = local_today(now)
     base = select(Renovation).order_by(Renovation.planned_end, Renovation.id)
+    in_scope = estate_condition(Unit.estate_id, estates)
+    if in_scope is not None:
+        base = base.where(Renovation.unit_id.in_(select(Unit.id).where(in_scope)))
     open_orders = (
         select(RectificationOrder.renovation_id)
         .where(RectificationOrder.status.in_(("open", "done")))
         .scalar_subquery()
     )
+    late = select(func.count()).select_from(RectificationOrder)
+    if in_scope is not None:
+        late = late.where(RectificationOrder.renovation_id.in_(base.with_only_columns(Renovation.id).order_by(None)))
     late_orders = session.execute(
-        select(func.count())
-        .select_from(RectificationOrder)
-        .where(RectificationOrder.status == "open", RectificationOrder.deadline < (now or utcnow()))
+        late.where(RectificationOrder.status == "open", RectificationOrder.deadline < (now or utcnow()))
     ).scalar()
     live = ("active", "completed", "failed")
     return {

@@ -16,6 +16,7 @@ from models.arrears import BUCKETS, arrears_by_unit, arrears_count, arrears_summ
 from models.errors import FieldErrors
 from models.fees import Bill, FeeItem, month_bounds
 from models.payments import PAYMENT_METHODS, Payment, PaymentAllocation, _display_tz
+from models.scope import estate_condition
 
 MSG_PERIOD = T("账期格式为 YYYY-MM", "The period is YYYY-MM")
 
@@ -77,8 +78,8 @@ def collection_figures(session, first: str, last: str, estate_id: int | None = N
         .where(Bill.status != "void", Bill.period >= first, Bill.period <= last)
         .group_by(Bill.period, Bill.estate_id, Bill.item_id)
     )
-    if estate_id:
-        q = q.where(Bill.estate_id == estate_id)
+    if estate_id is not None:
+        q = q.where(estate_condition(Bill.estate_id, estate_id))
     rows = session.execute(q).all()
     estates = dict(session.execute(select(Estate.id, Estate.name).where(Estate.id.in_({r.estate_id for r in rows}))).all())
     items = dict(session.execute(select(FeeItem.id, FeeItem.name).where(FeeItem.id.in_({r.item_id for r in rows}))).all())
@@ -101,7 +102,7 @@ def collection_figures(session, first: str, last: str, estate_id: int | None = N
     return {
         "from": first,
         "to": last,
-        "estate": estate_id,
+        "estate": estate_id if isinstance(estate_id, int) else None,
         "billed": total_billed,
         "collected": total_collected,
         "rate": _rate(total_collected, total_billed),
@@ -118,8 +119,8 @@ def income_figures(session, first: str, last: str, estate_id: int | None = None)
     start = dt.datetime.combine(month_bounds(first)[0], dt.time(0), tzinfo=tz)
     end = dt.datetime.combine(month_bounds(last)[1], dt.time(0), tzinfo=tz)
     where = [Payment.status == "valid", Payment.paid_at >= start, Payment.paid_at < end]
-    if estate_id:
-        where.append(Payment.estate_id == estate_id)
+    if estate_id is not None:
+        where.append(estate_condition(Payment.estate_id, estate_id))
     by_method = {
         m: (Decimal(total), n)
         for m, total, n in session.execute(

@@ -108,3 +108,13 @@ def estate_ids_of_row(obj, path: str) -> set[int | None]:
         else:  # the path ended on an Estate object (a to-many relation)
             out.add(getattr(node, "id", None))
     return out
+
+
+def estate_condition(column, estate):
+    """The condition a report puts on an estate column: one estate (an id), the estates a user
+    works for (a set of ids) or every estate (None: no condition)."""
+    if estate is None:
+        return None
+    if isinstance(estate, int):
+        return column == estate
+    return column.in_(sorted(estate)) if estate else false()

@@ -641,13 +641,20 @@ def _avg(total, count) -> float | None:
     return float((Decimal(total) / Decimal(count)).quantize(Decimal("0.01"))) if count else None
 
 
-def service_report(session: Session, start: dt.datetime, end: dt.datetime, tz) -> dict:
+def service_report(session: Session, start: dt.datetime, end: dt.datetime, tz, estates=None) -> dict:
     """Orders and revenue per catalog item and local month of the slot, satisfaction per item and
-    per staff member, for the orders whose slot starts in [start, end). Money as exact strings."""
+    per staff member, for the orders whose slot starts in [start, end). Money as exact strings.
+    ``estates``: only these estates' orders (models/scope.py; None: every estate)."""
     from flask_appbuilder.security.sqla.models import User
     from sqlalchemy import func
 
+    from models.archives import Unit
+    from models.scope import estate_condition
+
     where = [ServiceOrder.requested_start >= start, ServiceOrder.requested_start < end]
+    in_scope = estate_condition(Unit.estate_id, estates)
+    if in_scope is not None:
+        where.append(ServiceOrder.unit_id.in_(select(Unit.id).where(in_scope)))
     month = _local_month(session, tz).label("month")
     paid = ServiceOrder.status.in_(PAID_STATUSES)
     rows = session.execute(

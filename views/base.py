@@ -666,12 +666,11 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
                 msg = T("应为关联记录的编号（整数）", "Must be the id (a whole number) of a related record")
                 errors[key] = [str(msg)]
                 continue
-            # A person is one of the working staff (views/lookups.py), on the API as in the pickers.
-            from views.lookups import is_choosable, refusal_of
+            # A person is one of the working staff (views/lookups.py), on the API as in the pickers;
+            # a record of another estate is refused (403: it cannot be put there).
+            from views.lookups import check_choosable
 
-            related = self.datamodel.get_related_model(key)
-            if not all(is_choosable(self.datamodel.session, related, int(v)) for v in values):
-                errors[key] = [str(refusal_of(related))]
+            errors.update(check_choosable(self.datamodel.session, self.datamodel.get_related_model(key), key, values))
         return errors
 
     def post_headless(self):

@@ -31,6 +31,24 @@ def choosable_clause(model):
     return clause_for(res) if res is not None else None
 
 
+def check_choosable(session, model, field: str, ids) -> dict:
+    """The errors of a write pointing at ``ids`` of ``model``: a person outside the working staff
+    or a record that does not exist is a 422 naming the field; a record of an estate the user does
+    not work for is refused with 403 (a record may not be created in or moved to it)."""
+    from flask import abort
+
+    from views.scope import MSG_OUT_OF_SCOPE
+
+    bad = [int(v) for v in ids if not is_choosable(session, model, int(v))]
+    if not bad:
+        return {}
+    from flask_appbuilder.security.sqla.models import User
+
+    if not issubclass(model, User) and session.execute(select(model.id).where(model.id.in_(bad))).first():
+        abort(403, description=str(MSG_OUT_OF_SCOPE))
+    return {field: [str(refusal_of(model))]}
+
+
 def refusal_of(model) -> T:
     """What a write pointing at a record it may not choose is told: for a person, who may be
     chosen; for anything else, that there is no such record (never that it exists elsewhere)."""
@@ -107,7 +125,7 @@ class LookupField(Field):
                 self.obj = None
             if self.obj is None:
                 raise ValueError(str(MSG_NOT_FOUND))
-            if not is_choosable(self._session(), self.related_model, self.obj.id):
+            if check_choosable(self._session(), self.related_model, self.name, [self.obj.id]):
                 raise ValueError(str(refusal_of(self.related_model)))
             self.data = self.obj
         else:

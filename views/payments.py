@@ -44,6 +44,7 @@ from views.archives import UNIT_LOOKUP
 from views.base import rights
 from views.fees import ALLOCATED, AUDIT, LABELS, linked_rows
 from views.registry import Action, Input, Link, Related, Resource, Section, register
+from views.scope import scoped_estate
 
 
 def _spec(summary: str, params: list[tuple[str, str, str]], path: str | None = None) -> str:
@@ -331,10 +332,17 @@ def _paging(args) -> tuple[int, int]:
     return int(page), int(size)
 
 
+def scoped_report_args(source) -> dict:
+    """The report's arguments, its estate kept to the user's (views/scope.py)."""
+    args = report_args(source)
+    args["estate"] = scoped_estate(args["estate"])
+    return args
+
+
 class CollectionReportViewMixin:
     def _args_or_400(self, paged: bool = False):
         try:
-            args = report_args(request.args)
+            args = scoped_report_args(request.args)
             return (args, *_paging({"page": request.args.get("page", "0")})) if paged else args
         except FieldErrors as err:
             abort(400, description=str(err))
@@ -394,7 +402,7 @@ class CollectionReportApiMixin:
     @permission_name("report")
     def report(self):
         try:
-            args = report_args(request.args)
+            args = scoped_report_args(request.args)
         except FieldErrors as err:
             return self.response_400(message=err.errors)
         figures = jsonable(report_figures(self.datamodel.session, args))
@@ -411,7 +419,7 @@ class CollectionReportApiMixin:
         if not sees_unit_arrears():
             return self.response(403, message="Forbidden")
         try:
-            args = report_args(request.args)
+            args = scoped_report_args(request.args)
             rows, count = arrears_page(self.datamodel.session, args, *_paging(request.args))
         except FieldErrors as err:
             return self.response_400(message=err.errors)

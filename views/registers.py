@@ -35,6 +35,7 @@ from models.registers import (  # noqa: F401  (display_tz, parse_range, RangeErr
     timeline,
 )
 from models.visibility import may_read_row
+from views.scope import scoped_range
 from views.visibility import current_user
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -52,7 +53,7 @@ class TicketRegisterMixin:
         from views.base import sees_personal
 
         try:
-            name, rng = parse_register(request.args), parse_range(request.args)
+            name, rng = parse_register(request.args), scoped_range(parse_range(request.args))
         except RangeError as err:
             bad_request(err)
         session = self.datamodel.session

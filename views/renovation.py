@@ -40,6 +40,7 @@ from models.renovation import (
 )
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
 from views.registry import Action, Input, Link, Lookup, Related, Resource, Section, moves_to, register
+from views.scope import user_estates
 from views.uploads import save_uploads, send_nth
 
 DRAWING_EXTENSIONS = (".dwg", ".dxf", ".jpeg", ".jpg", ".pdf", ".png")
@@ -134,7 +135,7 @@ class RenovationViewMixin(RenovationRules):
     @expose("/report", methods=["GET"])
     @has_access
     def report(self):
-        lists = report_lists(self.datamodel.session)
+        lists = report_lists(self.datamodel.session, estates=user_estates())
         return self.render_template("desk/renovation_report.html", lists=lists, statuses=RENOVATION_STATUSES)
 
 
@@ -166,7 +167,7 @@ class RenovationApiMixin(RenovationRules):
             403:
               $ref: '#/components/responses/403'
         """
-        lists = report_lists(self.datamodel.session)
+        lists = report_lists(self.datamodel.session, estates=user_estates())
         return self.response(
             200,
             today=lists["today"].isoformat(),

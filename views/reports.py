@@ -18,6 +18,7 @@ from app.i18n import T
 from models.desk import TICKET_KINDS
 from models.registers import SCORES, RangeError, estate_name, parse_range, range_args, report_figures
 from views.registers import bad_request
+from views.scope import scoped_range
 
 
 # --- a bar chart, drawn here -----------------------------------------------------------------
@@ -112,7 +113,7 @@ class TicketReportViewMixin:
     @has_access
     def report(self):
         try:
-            rng = parse_range(request.args)
+            rng = scoped_range(parse_range(request.args))
         except RangeError as err:
             bad_request(err)
         session = self.datamodel.session
@@ -169,7 +170,7 @@ class TicketReportApiMixin:
               $ref: '#/components/responses/403'
         """
         try:
-            rng = parse_range(request.args)
+            rng = scoped_range(parse_range(request.args))
         except RangeError as err:
             return self.response_400(message={err.field: [str(err.message)]})
         return self.response(200, **report_figures(self.datamodel.session, rng))

@@ -64,6 +64,27 @@ class FilterInScope(BaseFilter):
         return query if clause is None else query.filter(clause)
 
 
+def scoped_estate(requested: int | None):
+    """What a report covers: the estate asked for, if the user works for it (another estate is
+    not there: 404), else the estates they work for (a set; None: every estate)."""
+    estates = user_estates()
+    if estates is None:
+        return requested
+    if requested is None:
+        return estates
+    if requested not in estates:
+        abort(404)
+    return requested
+
+
+def scoped_range(rng):
+    """A register's or report's range (models/registers.py) kept to the user's estates."""
+    from dataclasses import replace
+
+    estate_id = scoped_estate(rng.estate_id) if rng.estate_id is not None else None
+    return replace(rng, estate_id=estate_id, estates=user_estates())
+
+
 def resource_of_model(model):
     """The resource that serves a model's records (the first registered with records)."""
     from views.registry import REGISTRY

@@ -51,6 +51,7 @@ from views.actions import _openapi, parse_inputs
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
 from views.registry import REGISTRY, Action, Input, Lookup, Related, Resource, Section, moves_to, register
 from views.reports import bar_chart_svg
+from views.scope import scoped_range
 
 MSG_DEMO_PRICE = T("示例价格", "Demo price")
 
@@ -91,8 +92,9 @@ def report(session, args) -> tuple:
         today = dt.datetime.now(display_tz()).date()
         months = today.year * 12 + today.month - 12  # eleven months back, zero-based month
         args["from"] = dt.date(months // 12, months % 12 + 1, 1).isoformat()
-    rng = parse_range(args)
-    fig = service_report(session, rng.start, rng.end, display_tz())
+    rng = scoped_range(parse_range(args))
+    estates = rng.estate_id if rng.estate_id is not None else rng.estates
+    fig = service_report(session, rng.start, rng.end, display_tz(), estates=estates)
     return rng, {"from": rng.first.isoformat(), "to": rng.last.isoformat(), **fig}
 
 
