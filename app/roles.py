@@ -45,6 +45,8 @@ MATRIX: dict[str, tuple[str, str, str, str]] = {
     "notification_route": ("rwx", "",      "",      ""),
     # The change history holds old and new values, personal data included: Managers only.
     "change_log":    ("rxp",   "",         "",      ""),
+    # Which estates each person works for: given by Admin only (every right is Admin's).
+    "user_estate":   ("",      "",         "",      ""),
     # Fees (DESIGN.md item 7). Only Managers configure items and standards (approval is a write);
     # owners' bills are personal financial data, not for the Committee (it sees the reports).
     "fee_item":      ("rwx",   "rx",       "rx",    "rx"),

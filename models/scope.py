@@ -11,20 +11,20 @@ and builds that SQL for hand-written queries (registers, reports, jobs) too.
 
 from __future__ import annotations
 
-from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import ForeignKey, Integer, UniqueConstraint, false, inspect, or_, select
 from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
-from models.base import BigId
+from models.base import AuditedModel
 
 ADMIN_ROLE = "Admin"
 
 
-class UserEstate(Model):
+class UserEstate(AuditedModel):
+    """Who gave whom which estate, and when, is on record (audit columns, change log)."""
+
     __tablename__ = "user_estate"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, index=True
     )
@@ -33,7 +33,12 @@ class UserEstate(Model):
 
     # ``User.desk_estates``: a backref, so that it is added when the mappers are configured (all
     # models imported), and the user is loaded with it in one statement (app/security.py).
-    user = relationship(User, viewonly=True, backref=backref("desk_estates", viewonly=True, lazy="select"))
+    user = relationship(
+        User,
+        foreign_keys=[user_id],
+        viewonly=True,
+        backref=backref("desk_estates", viewonly=True, lazy="select", foreign_keys=[user_id]),
+    )
     estate = relationship("Estate", viewonly=True)
 
     __table_args__ = (UniqueConstraint("user_id", "estate_id", name="uq_user_estate"),)

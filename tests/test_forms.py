@@ -258,6 +258,8 @@ def _person_lookups():
     out = []
     for name, res in sorted(REGISTRY.items()):
         for lk in res.lookups:
+            if lk.choosable is not None:
+                continue  # a picker that says whom it offers (user_estate: any person to give estates)
             prop = getattr(getattr(res.model, lk.column, None), "property", None)
             if getattr(prop, "mapper", None) is not None and issubclass(prop.mapper.class_, User):
                 out.append((name, lk.column))

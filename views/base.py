@@ -670,7 +670,10 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
             # a record of another estate is refused (403: it cannot be put there).
             from views.lookups import check_choosable
 
-            errors.update(check_choosable(self.datamodel.session, self.datamodel.get_related_model(key), key, values))
+            lk = next((x for x in self.resource.lookups if x.column == key and x.choosable), None)
+            own = lk.choosable() if lk is not None else None
+            related = self.datamodel.get_related_model(key)
+            errors.update(check_choosable(self.datamodel.session, related, key, values, own))
         return errors
 
     def post_headless(self):

@@ -31,7 +31,7 @@ def choosable_clause(model):
     return clause_for(res) if res is not None else None
 
 
-def check_choosable(session, model, field: str, ids) -> dict:
+def check_choosable(session, model, field: str, ids, clause=None) -> dict:
     """The errors of a write pointing at ``ids`` of ``model``: a person outside the working staff
     or a record that does not exist is a 422 naming the field; a record of an estate the user does
     not work for is refused with 403 (a record may not be created in or moved to it)."""
@@ -39,7 +39,7 @@ def check_choosable(session, model, field: str, ids) -> dict:
 
     from views.scope import MSG_OUT_OF_SCOPE
 
-    bad = [int(v) for v in ids if not is_choosable(session, model, int(v))]
+    bad = [int(v) for v in ids if not is_choosable(session, model, int(v), clause)]
     if not bad:
         return {}
     from flask_appbuilder.security.sqla.models import User
@@ -57,8 +57,8 @@ def refusal_of(model) -> T:
     return MSG_NOT_WORKING if isinstance(model, type) and issubclass(model, User) else MSG_NOT_FOUND
 
 
-def is_choosable(session, model, pk) -> bool:
-    clause = choosable_clause(model)
+def is_choosable(session, model, pk, clause=None) -> bool:
+    clause = clause if clause is not None else choosable_clause(model)
     if clause is None:
         return True
     return session.execute(select(model.id).where(model.id == pk, clause)).first() is not None
@@ -125,7 +125,8 @@ class LookupField(Field):
                 self.obj = None
             if self.obj is None:
                 raise ValueError(str(MSG_NOT_FOUND))
-            if check_choosable(self._session(), self.related_model, self.name, [self.obj.id]):
+            own = self.lookup.choosable() if self.lookup is not None and self.lookup.choosable else None
+            if check_choosable(self._session(), self.related_model, self.name, [self.obj.id], own):
                 raise ValueError(str(refusal_of(self.related_model)))
             self.data = self.obj
         else:
@@ -157,7 +158,7 @@ def lookup_response(resource, column: str):
     model = getattr(resource.model, column).property.mapper.class_
     term = (request.args.get("q") or "").strip()
     stmt = select(model).order_by(model.id).limit(20)
-    clause = choosable_clause(model)
+    clause = lk.choosable() if lk.choosable else choosable_clause(model)
     if clause is not None:
         stmt = stmt.where(clause)
     if term:

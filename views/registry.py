@@ -49,6 +49,9 @@ class Lookup:
     column: str  # relationship name on the model, e.g. "unit"
     search: Sequence[str]  # columns of the related model matched by the typed text
     label: Callable[[Any], str] = str
+    # Which records may be chosen (a function giving an SQL condition), when not the default of
+    # views/lookups.py (the user's estates; for a person, the working staff).
+    choosable: Callable[[], Any] | None = None
 
 
 @dataclass

@@ -23,6 +23,13 @@ def upgrade():
         sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
         sa.Column('user_id', sa.Integer(), nullable=False),
         sa.Column('estate_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+        sa.Column('version', sa.Integer(), nullable=False),
+        sa.Column('created_at', models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('changed_at', models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('created_by_id', sa.Integer(), nullable=False),
+        sa.Column('changed_by_id', sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(['created_by_id'], ['ab_user.id']),
+        sa.ForeignKeyConstraint(['changed_by_id'], ['ab_user.id']),
         sa.ForeignKeyConstraint(['estate_id'], ['estate.id'], ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['user_id'], ['ab_user.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
@@ -42,10 +49,20 @@ def upgrade():
     )
     # Everyone who already works here keeps seeing what they saw: every estate. Admins narrow it.
     conn = op.get_bind()
-    users = conn.execute(sa.text("SELECT id FROM ab_user")).scalars().all()
+    # (Not the system user: it never signs in; config.SYSTEM_USERNAME is fixed.)
+    users = conn.execute(sa.text("SELECT id FROM ab_user WHERE username <> 'system'")).scalars().all()
     if users:
+        import datetime as dt
+
+        now = dt.datetime.now(dt.UTC)
+        if conn.dialect.name == "sqlite":
+            now = now.replace(tzinfo=None)
         conn.execute(
-            sa.text("INSERT INTO user_estate (user_id, estate_id) VALUES (:u, NULL)"), [{"u": u} for u in users]
+            sa.text(
+                "INSERT INTO user_estate (user_id, estate_id, version, created_at, changed_at, created_by_id, changed_by_id)"
+                " VALUES (:u, NULL, 1, :now, :now, :u, :u)"
+            ),
+            [{"u": u, "now": now} for u in users],
         )
 
 
