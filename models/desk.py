@@ -324,6 +324,10 @@ POLICY_HELP = {
     ),
 }
 TICKET_HELP = {
+    "estate": T(
+        "选了房屋时按房屋所在小区；没有房屋的来电（路人、公共区域）请选择小区",
+        "Taken from the unit when there is one; for a call about no unit (a passer-by, a common area) choose it",
+    ),
     "address": T(
         "急救、治安事件、灾害：先登记地址（派人前往的地点）和联系电话",
         "Medical emergencies, security incidents, disasters: record the address (where to send people) and the "

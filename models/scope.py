@@ -101,6 +101,10 @@ def estate_ids_of_row(obj, path: str) -> set[int | None]:
         nxt = []
         for node in nodes:
             value = getattr(node, part, None) if node is not None else None
+            if value is None and node is not None and part.endswith("_id"):
+                # A relation set as an object (a form, the API) is flushed into its key later.
+                related = getattr(node, part[:-3], None)
+                value = getattr(related, "id", None)
             if isinstance(value, (list, tuple, set)):
                 nxt.extend(value)
             else:

@@ -120,6 +120,8 @@ register(
 OWNER_LABELS = {
     "name": T("姓名/单位名称", "Name"),
     "kind": T("类型", "Kind"),
+    "estate": T("登记小区", "Registered at"),
+    "estate.name": T("登记小区", "Registered at"),
     "id_number": T("身份证号", "ID number"),
     "phone": T("联系电话", "Phone"),
     "phone2": T("备用电话", "Second phone"),
@@ -137,10 +139,11 @@ register(
         estate="estate_id|units.estate_id",
         icon="fa-user",
         list_columns=["name", "kind", "phone", "id_number"],
-        edit_columns=["name", "kind", "id_number", "phone", "phone2", "email", "address", "note"],
+        edit_columns=["name", "kind", "estate", "id_number", "phone", "phone2", "email", "address", "note"],
         show_columns=[
             "name",
             "kind",
+            "estate.name",
             "id_number",
             "phone",
             "phone2",

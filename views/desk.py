@@ -134,7 +134,7 @@ TICKET_ACTIONS = [
 
 RECORD_FORM = [
     "kind", "subkind", "priority", "channel", "received_at", "received_late_reason", "address", "callback_phone",
-    "unit", "owner", "visitor_name", "visitor_phone", "description", "assignee",
+    "estate", "unit", "owner", "visitor_name", "visitor_phone", "description", "assignee",
 ]
 
 
