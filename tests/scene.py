@@ -73,7 +73,32 @@ def _ok(resp, code=(200, 201)):
 @pytest.fixture(scope="session")
 def scene(scene_app, scene_tokens):
     """Seed one or more rows of every area, with the secrets above; returns what to look for."""
-    app, tokens = scene_app, scene_tokens
+    return seed_estate(scene_app, scene_tokens, "EXPO", 1)
+
+
+def _personal(n: int) -> dict:
+    """The personal data of the n-th seeded estate: estate 1 carries the secrets above, the others
+    numbers of their own (ID numbers are unique)."""
+    from models.validators import id_check_digit
+
+    if n == 1:
+        return {"owner_id": OWNER_ID, "owner_phone": OWNER_PHONE, "resident_id": RESIDENT_ID,
+                "resident_phone": RESIDENT_PHONE, "visitor_phone": VISITOR_PHONE, "contact_phone": CONTACT_PHONE}
+    base_owner, base_resident = f"11010119900307{n:03d}", f"44030519880715{n + 100:03d}"  # area, birth, sequence
+    return {
+        "owner_id": base_owner + id_check_digit(base_owner),
+        "resident_id": base_resident + id_check_digit(base_resident),
+        "owner_phone": f"138{n:04d}5678",
+        "resident_phone": f"139{n:04d}5678",
+        "visitor_phone": f"136{n:04d}5678",
+        "contact_phone": f"137{n:04d}5678",
+    }
+
+
+def seed_estate(app, tokens, tag: str, n: int) -> dict:
+    """One estate (code ``tag``) with rows of every area in the states the walks need, written
+    through the API as the product writes them. The first one (n=1) also gets the company-wide
+    rows (a robot route, inbox messages) and the secrets the exposure walk looks for."""
     from flask_appbuilder.security.sqla.models import User
 
     from app.extensions import db
@@ -85,25 +110,26 @@ def scene(scene_app, scene_tokens):
     from models.payments import record_payment, refund
     from models.services import ServiceItem
 
+    who = _personal(n)
     admin = api_client(app, tokens["Admin"])
     manager = api_client(app, tokens["Manager"])
     staff = api_client(app, tokens["Staff"])
     with app.app_context():
         users = dict(db.session.execute(select(User.username, User.id)).all())
         with acting_as(users["admin"]):
-            estate = Estate(code="EXPO", name="保密小区", phone="0755-26880000")
+            estate = Estate(code=tag, name=f"保密小区{n}", phone="0755-26880000")
             building = Building(estate=estate, code="1", name="1栋")
             unit = Unit(building=building, code="1-1-101", floor=1, gross_area=Decimal("88.50"))
-            owner = Owner(name="保密业主", phone=OWNER_PHONE, id_number=OWNER_ID)
+            owner = Owner(name=f"保密业主{n}", phone=who["owner_phone"], id_number=who["owner_id"])
             db.session.add_all([estate, building, unit, owner])
             db.session.flush()
             db.session.add_all(
                 [
                     Ownership(unit_id=unit.id, owner_id=owner.id),
                     Resident(
-                        unit_id=unit.id, owner_id=owner.id, name="保密住户", phone=RESIDENT_PHONE, id_number=RESIDENT_ID
+                        unit_id=unit.id, owner_id=owner.id, name=f"保密住户{n}", phone=who["resident_phone"], id_number=who["resident_id"]
                     ),
-                    Vehicle(plate="粤B7Q001", unit_id=unit.id, owner_id=owner.id),
+                    Vehicle(plate=f"粤B7Q00{n}", unit_id=unit.id, owner_id=owner.id),
                     DutyShift(
                         user_id=users["staff"],
                         estate_id=estate.id,
@@ -111,17 +137,23 @@ def scene(scene_app, scene_tokens):
                         ends_at=dt.datetime(2031, 1, 1, 8, tzinfo=dt.UTC),
                         post="前台",
                     ),
-                    NotificationRoute(
-                        role="Supervisor",
-                        channel="webhook",
-                        target=f"http://127.0.0.1:9/cgi-bin/webhook/send?key={WEBHOOK_TOKEN}",
-                        active=True,
-                    ),
                 ]
+                + (
+                    [
+                        NotificationRoute(
+                            role="Supervisor",
+                            channel="webhook",
+                            target=f"http://127.0.0.1:9/cgi-bin/webhook/send?key={WEBHOOK_TOKEN}",
+                            active=True,
+                        )
+                    ]
+                    if n == 1
+                    else []
+                )
             )
             db.session.commit()
             ids = {"estate": estate.id, "unit": unit.id, "owner": owner.id}
-            for username in ("admin", "manager", "supervisor", "staff", "committee"):
+            for username in ("admin", "manager", "supervisor", "staff", "committee") if n == 1 else ():
                 db.session.add(
                     Notification(
                         user_id=users[username],
@@ -149,7 +181,7 @@ def scene(scene_app, scene_tokens):
                 "unit": ids["unit"],
                 "owner": ids["owner"],
                 "visitor_name": "来电人",
-                "visitor_phone": VISITOR_PHONE,
+                "visitor_phone": who["visitor_phone"],
                 "consult_mode": "oral",
                 "description": CONSULT_SECRET,
                 "reply": REPLY_SECRET,
@@ -166,7 +198,7 @@ def scene(scene_app, scene_tokens):
                 "channel": "phone",
                 "priority": "normal",
                 "unit": ids["unit"],
-                "visitor_phone": VISITOR_PHONE,
+                "visitor_phone": who["visitor_phone"],
                 "description": "厨房水管漏水",
                 "responsibility": "common_area",
             },
@@ -193,7 +225,7 @@ def scene(scene_app, scene_tokens):
     # Money: a bill with a dispute note, a payment with a payer, a refund.
     with app.app_context():
         with acting_as(users["admin"]):
-            item = FeeItem(code="EXPO-PF", name="物业服务费", kind="property_service")
+            item = FeeItem(code=f"{tag}-PF", name=f"物业服务费{n}", kind="property_service")
             db.session.add(item)
             db.session.flush()
             today = dt.date.today()
@@ -202,7 +234,7 @@ def scene(scene_app, scene_tokens):
                 unit_id=ids["unit"],
                 item_id=item.id,
                 period=f"{today:%Y-%m}",
-                source="expo:1",
+                source=f"{tag}:1",
                 quantity=Decimal(1),
                 unit_price=Decimal("300.00"),
                 amount=Decimal("300.00"),
@@ -223,7 +255,7 @@ def scene(scene_app, scene_tokens):
             tap = db.session.execute(select(ServiceItem.id).where(ServiceItem.code == "R-TAP")).scalar()
 
     # A paid service order charged to the unit's bill, a periodic subscription.
-    start = dt.datetime(2031, 5, 1, 2, tzinfo=dt.UTC)
+    start = dt.datetime(2031, 5, 1, 2, tzinfo=dt.UTC) + dt.timedelta(days=30 * (n - 1))  # no double booking
     order = _ok(
         staff.post(
             "/api/v1/service_order/",
@@ -270,7 +302,7 @@ def scene(scene_app, scene_tokens):
     # A renovation with its contact's phone, an inspection with a violation, an extension, a deduction.
     from tests.test_renovation import application, pay_deposit
 
-    reno = _ok(staff.post("/api/v1/renovation/", json=application(ids["unit"], phone=CONTACT_PHONE)))
+    reno = _ok(staff.post("/api/v1/renovation/", json=application(ids["unit"], phone=who["contact_phone"])))
     version = _ok(manager.post(f"/api/v1/renovation/{reno['id']}/approve", json={"version": reno["version"]}))["version"]
     pay_deposit(app, reno["id"])
     _ok(staff.post(f"/api/v1/renovation/{reno['id']}/start", json={"version": version}))
@@ -304,7 +336,7 @@ def scene(scene_app, scene_tokens):
     )
     with app.app_context():
         with acting_as(users["admin"]):
-            water = FeeItem(code="EXPO-W", name="水费", kind="water")
+            water = FeeItem(code=f"{tag}-W", name=f"水费{n}", kind="water")
             db.session.add(water)
             db.session.commit()
             water_id = water.id
@@ -326,7 +358,7 @@ def scene(scene_app, scene_tokens):
                     unit_id=ids["unit"],
                     item_id=item_id,
                     period=f"{due:%Y-%m}",
-                    source="expo:overdue",
+                    source=f"{tag}:overdue",
                     quantity=Decimal(1),
                     unit_price=Decimal("900.00"),
                     amount=Decimal("900.00"),
@@ -345,7 +377,7 @@ def scene(scene_app, scene_tokens):
             day = dt.date.today() - dt.timedelta(days=60)
             where = {"estate_id": ids["estate"], "unit_id": ids["unit"]}
             money = {"quantity": Decimal(1), "unit_price": Decimal("80.00"), "amount": Decimal("80.00")}
-            late = {"period": f"{day:%Y-%m}", "source": "expo:late", "late_fee": Decimal("8.00"), **money}
+            late = {"period": f"{day:%Y-%m}", "source": f"{tag}:late", "late_fee": Decimal("8.00"), **money}
             db.session.add(Bill(**where, **late, item_id=item_id, issued_on=day, due_date=day + dt.timedelta(days=20)))
             voided = record_payment(db.session, db.session.get(Unit, ids["unit"]), Decimal("1.00"), "cash", [])
             void_payment(voided, "录入错误")
@@ -357,7 +389,7 @@ def scene(scene_app, scene_tokens):
         hashes = [h for h in db.session.execute(select(User.password)).scalars() if h and len(h) > 20]
     return {
         "hashes": hashes,
-        "personal": [OWNER_ID, OWNER_PHONE, RESIDENT_ID, RESIDENT_PHONE, VISITOR_PHONE, CONTACT_PHONE],
+        "personal": list(who.values()),
         "confidential": [CONSULT_SECRET, REPLY_SECRET],
         # Strings that only a reader of that resource may ever see.
         "records": {
@@ -366,6 +398,9 @@ def scene(scene_app, scene_tokens):
             "notification_route": [WEBHOOK_TOKEN],
         },
         "consult": consult["id"],
+        "estate": ids["estate"],
+        "unit": ids["unit"],
+        "renovation": reno["id"],
     }
 
 

@@ -51,7 +51,7 @@ from views.actions import (
 )
 from views.datamodel import MSG_CONFLICT, DeskInterface, parse_int_key
 from views.registry import Resource
-from views.scope import FilterInScope, admit, declared, related_in_scope
+from views.scope import FilterInScope, OutOfScope, admit, declared, related_in_scope
 from views.visibility import (
     FilterReadableRows,
     SafeModel2SchemaConverter,
@@ -278,7 +278,11 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
     @has_access
     def add(self):
         g.desk_form_status = 200
-        widget = self._add()
+        try:
+            widget = self._add()
+        except OutOfScope as e:  # put into an estate the user does not work for
+            self.datamodel.session.rollback()
+            abort(403, description=str(e))
         if not widget:
             return self.post_add_redirect()
         return self._render_form(self.add_template, self.add_title, widget, g.desk_form_status)
@@ -300,7 +304,11 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
                 # A record that cannot be edited now shows no form: its page says why.
                 flash(refusal, "warning")
                 return redirect(url_for(f"{type(self).__name__}.show", pk=pk))
-        widgets = self._edit(self._deserialize_pk_if_composite(pk))
+        try:
+            widgets = self._edit(self._deserialize_pk_if_composite(pk))
+        except OutOfScope as e:
+            self.datamodel.session.rollback()
+            abort(403, description=str(e))
         if not widgets:
             return self.post_edit_redirect()
         return self._render_form(self.edit_template, self.edit_title, widgets, g.desk_form_status)
@@ -677,6 +685,20 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
         return errors
 
     def post_headless(self):
+        try:
+            return self._post()
+        except OutOfScope as e:  # a record of another estate named, or put there
+            self.datamodel.session.rollback()
+            return self.response(403, message=str(e))
+
+    def put_headless(self, pk):
+        try:
+            return self._put(pk)
+        except OutOfScope as e:
+            self.datamodel.session.rollback()
+            return self.response(403, message=str(e))
+
+    def _post(self):
         if not request.is_json or not isinstance(request.json, dict):
             return self.response_400(message="Request is not JSON")
         numeric = self._numeric_errors(request.json) or self._relation_errors(request.json)
@@ -702,7 +724,7 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
             version=getattr(item, "version", None),
         )
 
-    def put_headless(self, pk):
+    def _put(self, pk):
         item = self.datamodel.get(pk, self._base_filters)
         if not request.is_json or not isinstance(request.json, dict):
             return self.response_400(message="Request is not JSON")

@@ -35,9 +35,7 @@ def check_choosable(session, model, field: str, ids, clause=None) -> dict:
     """The errors of a write pointing at ``ids`` of ``model``: a person outside the working staff
     or a record that does not exist is a 422 naming the field; a record of an estate the user does
     not work for is refused with 403 (a record may not be created in or moved to it)."""
-    from flask import abort
-
-    from views.scope import MSG_OUT_OF_SCOPE
+    from views.scope import MSG_OUT_OF_SCOPE, OutOfScope
 
     bad = [int(v) for v in ids if not is_choosable(session, model, int(v), clause)]
     if not bad:
@@ -45,7 +43,7 @@ def check_choosable(session, model, field: str, ids, clause=None) -> dict:
     from flask_appbuilder.security.sqla.models import User
 
     if not issubclass(model, User) and session.execute(select(model.id).where(model.id.in_(bad))).first():
-        abort(403, description=str(MSG_OUT_OF_SCOPE))
+        raise OutOfScope(str(MSG_OUT_OF_SCOPE))
     return {field: [str(refusal_of(model))]}
 
 

@@ -44,7 +44,7 @@ from views.archives import UNIT_LOOKUP
 from views.base import rights
 from views.fees import ALLOCATED, AUDIT, LABELS, linked_rows
 from views.registry import Action, Input, Link, Related, Resource, Section, register
-from views.scope import scoped_estate
+from views.scope import OutOfScope, admit, scoped_estate
 
 
 def _spec(summary: str, params: list[tuple[str, str, str]], path: str | None = None) -> str:
@@ -109,12 +109,20 @@ class PaymentApiMixin(PaymentRules):
             return self.response_400(message="Request is not JSON")
         session = self.datamodel.session
         try:
+            # The unit (and any record named) as on every write: of the user's estates (403).
+            bad = self._relation_errors({k: v for k, v in body.items() if k == "unit"})
+            if bad:
+                return self.response_422(message=bad)
             payment = record_payment_from(session, body)
+            admit(self.resource, payment)
             DeskInterface._check_text(payment)
             session.commit()
         except FieldErrors as e:
             session.rollback()
             return self.response_422(message=e.errors)
+        except OutOfScope as e:
+            session.rollback()
+            return self.response(403, message=str(e))
         return self.response(201, id=payment.id, version=payment.version, **payment_answer(session, payment))
 
     @expose("/<int:pk>/receipt", methods=["GET"])

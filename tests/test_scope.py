@@ -1,0 +1,242 @@
+"""Several estates, one company (issue 11): a user of estate A never reads, changes or learns the
+existence of a record of estate B, on any path, for every resource of the registry.
+
+Two estates are seeded with rows of every area (tests/scene.py ``seed_estate``), and one user
+per role works for estate A only. For every resource x role x path:
+
+- the API list and its count, the screen list, the export: exactly A's rows (the rows a
+  company-level user sees, less B's);
+- B's records: 404 on the API and the screen (show, edit, delete, every workflow action), never
+  403, so their existence is not told;
+- a write that puts a record into B (a relation to B's unit, building, renovation, estate...): 403;
+- lookups and the forms' dropdowns offer A's records only;
+- registers and reports count A only, and asking for B's figures is a 404.
+
+A resource registered later is walked without editing this file.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import inspect, select
+
+from app import roles as R
+from models.scope import scope_clause
+from tests import conftest as cf
+from tests.scene import api_client, seed_estate
+from views.actions import RIGHT_WORDS
+from views.registry import REGISTRY
+from views.scope import COMPANY, COMPANY_ONLY
+
+SCOPED_ROLES = ("Manager", "Supervisor", "Staff", "Committee")
+
+
+@pytest.fixture(scope="module")
+def database_url():
+    url = cf.create_database("desk_scope")
+    yield url
+    cf.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def app(database_url):
+    from celery import _state
+
+    previous = _state.get_current_app()
+    flask_app = cf.build_app(database_url)
+    previous.set_current()
+    return flask_app
+
+
+@pytest.fixture(scope="module")
+def estates(app):
+    """Estates A and B with rows of every area; users of every role working for A only."""
+    from app.extensions import db
+    from app.seed import ensure_user
+
+    tokens = cf.login_tokens(app)
+    a = seed_estate(app, tokens, "SCA", 1)
+    b = seed_estate(app, tokens, "SCB", 2)
+    with app.app_context():
+        for role in SCOPED_ROLES:
+            ensure_user(app.appbuilder.sm, f"{role.lower()}_a", role, role, "A", cf.PASSWORD, estates=[a["estate"]])
+        db.session.remove()
+    client = app.test_client()
+    scoped = {}
+    for role in SCOPED_ROLES:
+        resp = client.post(
+            "/api/v1/security/login", json={"username": f"{role.lower()}_a", "password": cf.PASSWORD, "provider": "db"}
+        )
+        scoped[role] = resp.json["access_token"]
+    return {"A": a["estate"], "B": b["estate"], "tokens": scoped, "admin": tokens["Admin"], "b": b}
+
+
+def _ids_in(app, resource: str, estate_id: int) -> set[int]:
+    """The ids of the resource's rows that belong to ``estate_id`` (by its declared path)."""
+    from app.extensions import db
+
+    res = REGISTRY[resource]
+    if res.estate in (COMPANY, COMPANY_ONLY):
+        return set()
+    with app.app_context():
+        clause = scope_clause(res.model, res.estate, frozenset({estate_id}))
+        ids = set(db.session.execute(select(res.model.id).where(clause)).scalars())
+        db.session.remove()
+    return ids
+
+
+def _list_ids(client, resource: str) -> tuple[set[int], int]:
+    resp = client.get(f"/api/v1/{resource}/?q=(page_size:100,columns:!(id))")
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    return {r["id"] for r in resp.json["result"]}, resp.json["count"]
+
+
+def _screen(app, role: str):
+    client = cf.FreshContextClient(app, app.test_client())
+    resp = client.post("/login/", data={"username": f"{role.lower()}_a", "password": cf.PASSWORD})
+    assert resp.status_code in (302, 303)
+    return client
+
+
+CASES = [(resource, role) for resource in sorted(REGISTRY) for role in SCOPED_ROLES]
+WALKED: list[int] = []
+
+
+@pytest.mark.parametrize(("resource", "role"), CASES)
+def test_a_user_of_estate_a_never_meets_estate_b(app, estates, resource, role):
+    res = REGISTRY[resource]
+    rights = R.rights_of(role, resource)
+    api = api_client(app, estates["tokens"][role])
+    admin = api_client(app, estates["admin"])
+    walked = 0
+    if "read" not in rights or not res.records:
+        assert api.get(f"/api/v1/{resource}/").status_code in (403, 404, 405)
+        WALKED.append(1)
+        return
+    a_ids, b_ids = _ids_in(app, resource, estates["A"]), _ids_in(app, resource, estates["B"])
+    everyone, _ = _list_ids(admin, resource)
+    mine, count = _list_ids(api, resource)
+    if res.estate == COMPANY:
+        # The company's own rows are everyone's (a per-user list, such as the inbox, excepted).
+        assert res.base_filters or mine == everyone, f"{role} {resource}: the company's rows are everyone's"
+    elif res.estate == COMPANY_ONLY:
+        assert mine == set() and count == 0, f"{role} {resource}: company-only rows shown to an estate user"
+    else:
+        assert b_ids or res.estate_optional, f"{resource}: estate B has no row to hide"
+        assert mine == everyone - b_ids and not mine & b_ids, f"{role} {resource}: the list is not A's"
+        assert count == len(mine), f"{role} {resource}: the count says {count}, the list has {len(mine)}"
+        assert mine <= a_ids | (everyone - a_ids - b_ids), resource
+    walked += 2
+    screen = _screen(app, role)
+    page = screen.get(f"/{resource}/list/?psize_{res.class_stem}View=100").get_data(as_text=True)
+    for pk in b_ids:
+        # B's records are not there: 404 on every path, never a 403 that would tell they exist.
+        assert f"/{resource}/show/{pk}\"" not in page, f"{role} {resource}: B's row {pk} on the list"
+        assert api.get(f"/api/v1/{resource}/{pk}").status_code == 404, f"{role} GET {resource}/{pk}"
+        assert screen.get(f"/{resource}/show/{pk}").status_code == 404, f"{role} show {resource}/{pk}"
+        walked += 3
+        if "write" in rights and res.writable:
+            if res.edit_columns:
+                assert api.put(f"/api/v1/{resource}/{pk}", json={"version": 1}).status_code == 404
+                assert screen.get(f"/{resource}/edit/{pk}").status_code == 404
+                walked += 2
+            if res.deletable:
+                assert api.delete(f"/api/v1/{resource}/{pk}").status_code == 404
+                walked += 1
+        for action in res.actions:
+            # With the action's right: not there (404); without it: not allowed (403), as anywhere.
+            expected = 404 if RIGHT_WORDS[action.right] in rights else 403
+            resp = api.post(f"/api/v1/{resource}/{pk}/{action.api_path}", json={"version": 1})
+            assert resp.status_code == expected, f"{role} {resource}.{action.name} on B: {resp.status_code}"
+            walked += 1
+    if "export" in rights:
+        resp = api.get(f"/api/v1/{resource}/export")
+        assert resp.status_code == 200
+        rows = list(load_workbook(io.BytesIO(resp.get_data()), read_only=True).worksheets[0].iter_rows()) [1:]
+        assert len(rows) == len(mine), f"{role} {resource}: the export has {len(rows)} rows, the list {len(mine)}"
+        walked += 1
+    WALKED.append(walked)
+
+
+def _b_parents(app, estates, resource: str) -> dict[str, int]:
+    """For each relation the resource's add form takes: a record of estate B it could point at."""
+    out = {}
+    res = REGISTRY[resource]
+    mapper = inspect(res.model)
+    for col in res.add_columns or ():
+        rel = mapper.relationships.get(col)
+        if rel is None:
+            continue
+        target = next((r for r in REGISTRY.values() if r.model is rel.mapper.class_ and r.records), None)
+        if target is None or target.estate in (None, COMPANY, COMPANY_ONLY):
+            continue
+        ids = _ids_in(app, target.name, estates["B"])
+        if ids:
+            out[col] = min(ids)
+    return out
+
+
+WRITERS = [(n, role) for n, res in sorted(REGISTRY.items()) if res.writable for role in ("Manager", "Supervisor", "Staff")]
+
+
+@pytest.mark.parametrize(("resource", "role"), WRITERS)
+def test_nothing_is_put_into_estate_b(app, estates, resource, role):
+    if "write" not in R.rights_of(role, resource) or not REGISTRY[resource].add_columns:
+        return
+    api = api_client(app, estates["tokens"][role])
+    for col, pk in _b_parents(app, estates, resource).items():
+        value = [pk] if inspect(REGISTRY[resource].model).relationships[col].uselist else pk
+        resp = api.post(f"/api/v1/{resource}/", json={col: value})
+        assert resp.status_code == 403, f"{role} POST {resource} with {col} of estate B: {resp.status_code}"
+        WALKED.append(1)
+
+
+def test_lookups_offer_estate_a_only(app, estates):
+    screen = _screen(app, "Staff")
+    b_units = _ids_in(app, "unit", estates["B"])
+    b_owners = _ids_in(app, "owner", estates["B"])
+    for resource, column, hidden in (("resident", "unit", b_units), ("ticket", "unit", b_units), ("ticket", "owner", b_owners)):
+        got = {r["id"] for r in screen.get(f"/{resource}/lookup/{column}?q=").json["results"]}
+        assert got and not got & hidden, (resource, column)
+    form = screen.get("/ticket/add").get_data(as_text=True)
+    assert f'value="{estates["B"]}"' not in form.split('id="estate"', 1)[1].split("</select>", 1)[0]
+
+
+def test_registers_and_reports_count_estate_a_only(app, estates):
+    import datetime as dt
+
+    api = api_client(app, estates["tokens"]["Manager"])
+    admin = api_client(app, estates["admin"])
+    today = dt.date.today().isoformat()
+    mine = api.get(f"/api/v1/ticket/report?from={today}&to={today}").json
+    both = admin.get(f"/api/v1/ticket/report?from={today}&to={today}").json
+    only_a = admin.get(f"/api/v1/ticket/report?from={today}&to={today}&estate={estates['A']}").json
+    assert mine["total"] == only_a["total"] < both["total"], (mine["total"], only_a["total"], both["total"])
+    assert api.get(f"/api/v1/ticket/report?estate={estates['B']}").status_code == 404
+    screen = _screen(app, "Manager")
+    assert screen.get(f"/ticket/register?register=help&estate={estates['B']}").status_code == 404
+    register = screen.get(f"/ticket/register?register=help&from={today}&to={today}").get_data(as_text=True)
+    from app.extensions import db
+    from models.desk import Ticket
+
+    with app.app_context():
+        numbers = dict(db.session.execute(select(Ticket.number, Ticket.estate_id)).all())
+        db.session.remove()
+    assert any(n in register for n, e in numbers.items() if e == estates["A"])
+    assert not any(n in register for n, e in numbers.items() if e == estates["B"])
+    this_year = f"from={dt.date.today().year - 1}-01"
+    fees = api.get(f"/api/v1/collection_report/report?{this_year}").json
+    everyone = admin.get(f"/api/v1/collection_report/report?{this_year}").json
+    assert {r["key"] for r in everyone["collection"]["by_estate"]} >= {estates["A"], estates["B"]}
+    assert {r["key"] for r in fees["collection"]["by_estate"]} == {estates["A"]}
+    assert {r["estate_id"] for r in fees["aging"]} <= {estates["A"]}
+    assert {r["estate_id"] for r in everyone["aging"]} >= {estates["B"]}
+    assert api.get(f"/api/v1/collection_report/report?estate={estates['B']}").status_code == 404
+
+
+def test_the_walk_walked(estates):
+    assert sum(WALKED) > 500
+    print(f"\nscope walk: {len(CASES)} resource x role cases, {sum(WALKED)} checks")
