@@ -25,7 +25,8 @@ def sync_roles_cmd():
 @desk.command("demo-data")
 @click.option("--logins-file", default=None, help="Also write the printed logins to this file.")
 def demo_data_cmd(logins_file):
-    """One estate with ~300 units, owners, residents; one user per role (new passwords)."""
+    """Two estates with owners and residents; one login per role for each, a company-level
+    Manager and Admin (new passwords)."""
     from app.factory import sync_roles
     from app.seed import demo_data, desk_defaults
 
@@ -33,8 +34,8 @@ def demo_data_cmd(logins_file):
     logins = demo_data(current_app.appbuilder.sm)
     for note in desk_defaults():  # a year chinese-calendar does not know yet: say so, loudly
         click.echo(f"warning: {note}", err=True)
-    lines = [f"  {user:<11} {password}" for user, password in logins.items()]
-    text = "Demo logins (user / password):\n" + "\n".join(lines)
+    lines = [f"  {user:<14} {password:<14} {who}" for user, password, who in logins]
+    text = "Demo logins (user / password / who):\n" + "\n".join(lines)
     click.echo(text)
     if logins_file:
         with open(logins_file, "w", encoding="utf-8") as fh:
@@ -45,12 +46,13 @@ def demo_data_cmd(logins_file):
 @click.option("--units", type=int, required=True, help="How many units to add.")
 @click.option("--residents-per-unit", type=int, default=2, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-def generate_cmd(units, residents_per_unit, seed):
+@click.option("--per-estate", type=int, default=20000, show_default=True, help="Units per estate.")
+def generate_cmd(units, residents_per_unit, seed, per_estate):
     """Add realistic units, owners and residents at any size (benchmarks)."""
     from app.seed import generate
 
     started = time.perf_counter()
-    counts = generate(units=units, residents_per_unit=residents_per_unit, seed=seed)
+    counts = generate(units=units, residents_per_unit=residents_per_unit, seed=seed, per_estate=per_estate)
     elapsed = time.perf_counter() - started
     click.echo(json.dumps(counts, ensure_ascii=False) + f"  ({elapsed:.1f} s)")
 

@@ -82,13 +82,15 @@ def _insert(model, rows: list[dict]) -> None:
         db.session.execute(insert(model), rows[i : i + BATCH])
 
 
-def generate(units: int, residents_per_unit: int = 2, seed: int = 7, estate_prefix: str = "E") -> dict:
-    """Add ``units`` units with owners (about 1 per unit), ownerships and residents."""
+def generate(
+    units: int, residents_per_unit: int = 2, seed: int = 7, estate_prefix: str = "E", per_estate: int = 20000
+) -> dict:
+    """Add ``units`` units with owners (about 1 per unit), ownerships and residents, in estates of
+    ``per_estate`` units each."""
     rng = random.Random(seed)
     uid = system_user_id(db.session)
     stamp = _stamp(uid)
     start_estate = (db.session.execute(select(func.count()).select_from(Estate)).scalar() or 0) + 1
-    per_estate = 20000
     per_building = 2 * 30 * 4  # entrances x floors x flats
     counts = {"estate": 0, "building": 0, "unit": 0, "owner": 0, "ownership": 0, "resident": 0}
     made = 0
@@ -229,12 +231,23 @@ def generate(units: int, residents_per_unit: int = 2, seed: int = 7, estate_pref
     return counts
 
 
+# The demo's two estates (issue 11): (name, units, login suffix).
+DEMO_ESTATES = (("翠湖花园", 300, "a"), ("锦绣华庭", 200, "b"))
+# Who works where: Admin and a company-level Manager for every estate; one login per role for each
+# estate. (username, role, family name, given name, estate suffix or None for every estate)
 DEMO_USERS = (
-    ("admin", "Admin", "系统", "管理员"),
-    ("manager", "Manager", "管理处", "经理"),
-    ("supervisor", "Supervisor", "服务部", "主管"),
-    ("staff", "Staff", "前台", "客服"),
-    ("committee", "Committee", "业委会", "委员"),
+    ("admin", "Admin", "系统", "管理员", None),
+    ("manager", "Manager", "公司", "经理", None),
+    *[
+        (f"{role.lower()}_{suffix}", role, first, last, suffix)
+        for _name, _units, suffix in DEMO_ESTATES
+        for role, first, last in (
+            ("Manager", "管理处", "经理"),
+            ("Supervisor", "服务部", "主管"),
+            ("Staff", "前台", "客服"),
+            ("Committee", "业委会", "委员"),
+        )
+    ],
 )
 
 
@@ -263,14 +276,17 @@ def ensure_user(sm, username: str, role_name: str, first: str, last: str, passwo
     return user
 
 
-def demo_data(sm) -> dict[str, str]:
-    """One estate of ~300 units with owners and residents, a few vehicles, one user per role.
-    Returns the logins (username -> password); passwords are new on every run."""
+def demo_data(sm) -> list[tuple[str, str, str]]:
+    """Two estates (翠湖花园 ~300 units, 锦绣华庭 ~200) with owners and residents, a few vehicles;
+    one login per role for each estate, a company-level Manager and Admin. Returns the logins
+    (username, password, who: role and estate); passwords are new on every run."""
     has_units = db.session.execute(select(func.count()).select_from(Unit)).scalar()
     if not has_units:
-        generate(units=300, residents_per_unit=2, estate_prefix="DEMO")
-        estate = db.session.execute(select(Estate).order_by(Estate.id)).scalars().first()
-        estate.name = "翠湖花园"
+        for seed, (name, units, _suffix) in enumerate(DEMO_ESTATES, start=7):
+            generate(units=units, residents_per_unit=2, seed=seed, estate_prefix="DEMO")
+            estate = db.session.execute(select(Estate).order_by(Estate.id.desc())).scalars().first()
+            estate.name = name
+            db.session.commit()
         rng = random.Random(11)
         units = db.session.execute(select(Unit).order_by(Unit.id).limit(12)).scalars().all()
         for n, u in enumerate(units):
@@ -286,11 +302,15 @@ def demo_data(sm) -> dict[str, str]:
         db.session.commit()
     service_catalog()
     renovation_fee_items()
-    logins = {}
-    for username, role, first, last in DEMO_USERS:
+    estate_of = {}
+    for name, _units, suffix in DEMO_ESTATES:
+        estate_of[suffix] = db.session.execute(select(Estate).where(Estate.name == name)).scalars().first()
+    logins = []
+    for username, role, first, last, suffix in DEMO_USERS:
         password = demo_password()
-        ensure_user(sm, username, role, first, last, password)
-        logins[username] = password
+        estate = estate_of.get(suffix)
+        ensure_user(sm, username, role, first, last, password, estates=ALL_ESTATES if suffix is None else [estate.id])
+        logins.append((username, password, f"{first}{last} · {estate.name if estate else '全部小区'}"))
     return logins
 
 

@@ -240,3 +240,66 @@ def test_registers_and_reports_count_estate_a_only(app, estates):
 def test_the_walk_walked(estates):
     assert sum(WALKED) > 500
     print(f"\nscope walk: {len(CASES)} resource x role cases, {sum(WALKED)} checks")
+
+
+def test_the_demo_has_two_estates_and_a_login_per_role_for_each(tmp_path):
+    """The quick start's data (SQLite, as it runs): two estates; staff_a sees 翠湖花园's units
+    only, staff_b 锦绣华庭's, the company-level Manager both."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.factory import sync_roles
+    from app.seed import demo_data
+
+    cfg = cf.test_config(f"sqlite:///{tmp_path / 'demo.db'}", SYNC_ROLES_ON_START=False)
+    demo = create_app(cfg)
+    with demo.app_context():
+        upgrade()
+        sync_roles(demo.appbuilder)
+        logins = demo_data(demo.appbuilder.sm)
+    users = {u: (pw, who) for u, pw, who in logins}
+    roles = ("manager", "supervisor", "staff", "committee")
+    assert {f"{r}_{s}" for r in roles for s in "ab"} | {"admin", "manager"} == set(users)
+    assert "翠湖花园" in users["staff_a"][1] and "锦绣华庭" in users["staff_b"][1] and "全部" in users["manager"][1]
+    client = demo.test_client()
+
+    def unit_estates(username):
+        token = client.post(
+            "/api/v1/security/login", json={"username": username, "password": users[username][0], "provider": "db"}
+        ).json["access_token"]
+        got = client.get("/api/v1/unit/?q=(page_size:100,columns:!(id))", headers={"Authorization": f"Bearer {token}"}).json
+        with demo.app_context():
+            from app.extensions import db
+            from models.archives import Estate, Unit
+
+            ids = [r["id"] for r in got["result"]]
+            names = set(db.session.execute(select(Estate.name).join(Unit, Unit.estate_id == Estate.id).where(Unit.id.in_(ids))).scalars())
+            db.session.remove()
+        return names, got["count"]
+
+    a, a_count = unit_estates("staff_a")
+    b, b_count = unit_estates("staff_b")
+    both, total = unit_estates("manager")
+    assert a == {"翠湖花园"} and b == {"锦绣华庭"} and both == {"翠湖花园", "锦绣华庭"}
+    assert a_count + b_count == total == 500
+
+
+def test_escalations_and_alerts_go_to_the_estates_people_only(app, estates):
+    """A late request of estate A is escalated to A's supervisors and managers (and the company's),
+    never to B's; the same for the staff told of dunning notices and inspections."""
+    from app.extensions import db
+    from app.seed import ensure_user
+    from models.base import utcnow
+    from models.desk import recipients, users_with_role
+
+    with app.app_context():
+        sm = app.appbuilder.sm
+        for role in ("Supervisor", "Manager", "Staff"):
+            ensure_user(sm, f"{role.lower()}_b", role, role, "B", cf.PASSWORD, estates=[estates["B"]])
+        people = recipients(db.session, 2, estates["A"], utcnow())
+        told = {u.username for users in people.values() for u in users}
+        staff_a = {u.username for u in users_with_role(db.session, "Staff", estates["A"])}
+        db.session.remove()
+    assert {"supervisor_a", "manager_a"} <= told and {"supervisor_b", "manager_b"}.isdisjoint(told), told
+    assert "supervisor" in told and "manager" in told  # the company-level ones are told too
+    assert "staff_a" in staff_a and "staff_b" not in staff_a
