@@ -178,6 +178,7 @@ def generate(
             {
                 **stamp,
                 "unit_id": unit_id,
+                "estate_id": estate_id,
                 "owner_id": owner_ids[owner_for_unit[k]],
                 "share": Decimal("100"),
                 "since": dt.date(2019, 6, 30),
@@ -195,6 +196,7 @@ def generate(
                     {
                         **stamp,
                         "unit_id": unit_id,
+                        "estate_id": estate_id,
                         "owner_id": owner_ids[owner_for_unit[k]],
                         "name": owner_row["name"] if r == 0 else person_name(rng),
                         "relation": relation,

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 from app.i18n import T
 from models.base import AuditedModel, BigId
 from models.errors import FieldErrors
+from models.scope import InUnitsEstate, follow_unit
 from models.validators import check_id_number, check_phone, check_plate, check_positive_decimal
 
 UNIT_USES = {
@@ -144,10 +145,14 @@ class Unit(AuditedModel):
             errors["building"] = [str(MSG_REQUIRED)]
         else:
             # The estate follows the building: one less thing for a clerk to get wrong.
+            was = self.estate_id
             if building.estate is not None:
                 self.estate = building.estate
             else:
                 self.estate_id = building.estate_id
+            now = building.estate_id if building.estate_id is not None else getattr(building.estate, "id", None)
+            if self.id is not None and was is not None and now is not None and now != was:
+                follow_unit(object_session(self), self.id, now)  # its residents, bills... go along
         if self.gross_area is None:
             errors["gross_area"] = [str(MSG_REQUIRED)]
         else:
@@ -223,7 +228,7 @@ class Owner(AuditedModel):
             raise FieldErrors(errors)
 
 
-class Ownership(AuditedModel):
+class Ownership(InUnitsEstate, AuditedModel):
     """Who owns which unit, with what share, since and until when."""
 
     __tablename__ = "ownership"
@@ -255,7 +260,7 @@ class Ownership(AuditedModel):
         return f"{self.unit} · {self.owner}"
 
 
-class Resident(AuditedModel):
+class Resident(InUnitsEstate, AuditedModel):
     """Who actually lives in a unit (住户): the owner, family or a tenant."""
 
     __tablename__ = "resident"
@@ -296,7 +301,7 @@ class Resident(AuditedModel):
             raise FieldErrors(errors)
 
 
-class Vehicle(AuditedModel):
+class Vehicle(InUnitsEstate, AuditedModel):
     __tablename__ = "vehicle"
 
     plate: Mapped[str] = mapped_column(String(16), nullable=False, unique=True)

@@ -156,6 +156,9 @@ class AuditedModel(Model):
     def check(self) -> None:
         """Cross-field rules; raise ``FieldErrors``. Runs before every flush."""
 
+    def derive_estate(self, session: Session) -> None:
+        """The estate a record takes from what it is about (models/scope.InUnitsEstate); runs first."""
+
     def before_insert(self, session: Session) -> None:
         """Derived values of a new row (numbers, deadlines); runs before ``check()``."""
 
@@ -390,6 +393,7 @@ def _stamp_and_check(session: Session, flush_context, instances) -> None:
         _note_made_final(session, obj)
         if actor is None:
             actor = current_actor_id(session)
+        obj.derive_estate(session)
         if obj in session.new:
             _apply_scalar_defaults(obj)
             if obj.created_by_id is None:

@@ -668,6 +668,7 @@ class Ticket(AuditedModel):
         Index("ix_ticket_reported_at", "reported_at"),
         Index("ix_ticket_received_at", "received_at"),  # the registers' and reports' ranges
         Index("ix_ticket_unit", "unit_id"),
+        Index("ix_ticket_estate", "estate_id", "id"),  # the scope filter, newest first
         CheckConstraint("escalation_level BETWEEN 0 AND 2", name="ck_ticket_escalation_level"),
     )
 

@@ -35,6 +35,7 @@ from app.i18n import T
 from models.archives import UNIT_USES
 from models.base import AuditedModel, UTCDateTime, utcnow
 from models.errors import Conflict, FieldErrors
+from models.scope import InUnitsEstate
 
 MONEY = Numeric(14, 2)
 PRICE = Numeric(14, 4)
@@ -504,7 +505,7 @@ class FeeStandard(AuditedModel):
         return None
 
 
-class MeterReading(AuditedModel):
+class MeterReading(InUnitsEstate, AuditedModel):
     """A meter reading for a metered fee item (水、电、燃气)."""
 
     __tablename__ = "meter_reading"
@@ -671,6 +672,7 @@ class Bill(AuditedModel):
         ),
         Index("ix_bill_unit_period", "unit_id", "period"),
         Index("ix_bill_estate_period", "estate_id", "period"),
+        Index("ix_bill_estate", "estate_id", "id"),  # the scope filter, newest first
     )
 
     @property

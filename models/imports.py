@@ -28,6 +28,7 @@ from app.i18n import T
 from models.archives import OWNER_KINDS, UNIT_STATUSES, UNIT_USES, Building, Estate, Owner, Ownership, Unit
 from models.base import ChangeLog, _plain, utcnow
 from models.fees import FeeItem, FeeStandard, MeterReading
+from models.scope import with_unit_estates
 from models.validators import check_id_number, check_phone, check_positive_decimal, id_check_digit
 from models.xlsx import workbook_bytes
 
@@ -444,6 +445,7 @@ def insert_rows(session, model, rows: list[dict], user_id: int) -> list[int]:
     row per inserted row (as the ORM path writes them)."""
     if not rows:
         return []
+    rows = with_unit_estates(session, model, rows)  # records about a unit carry its estate
     table = model.__table__
     stamp = _stamp(user_id)
     conn = session.connection()

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.i18n import T
 from models.base import AuditedModel, UTCDateTime, utcnow
+from models.scope import InUnitsEstate
 
 MONEY = Numeric(14, 2)
 
@@ -94,6 +95,7 @@ class Payment(AuditedModel):
         CheckConstraint("amount > 0", name="ck_payment_amount"),
         Index("ix_payment_unit", "unit_id"),
         Index("ix_payment_paid_at", "paid_at"),
+        Index("ix_payment_estate", "estate_id", "id"),  # the scope filter, newest first
     )
 
     def __str__(self) -> str:
@@ -149,7 +151,7 @@ REFUND_KINDS = {
 }
 
 
-class Refund(AuditedModel):
+class Refund(InUnitsEstate, AuditedModel):
     """Money paid back: prepaid balance (reduces it), or a deposit (装修押金, held apart from the
     prepaid balance: it was paid against its own bill)."""
 
@@ -197,6 +199,7 @@ class DunningNotice(AuditedModel):
     __table_args__ = (
         UniqueConstraint("unit_id", "stage", "cycle_due_date", name="uq_dunning_notice_unit_stage_cycle"),
         Index("ix_dunning_notice_issued", "issued_on"),
+        Index("ix_dunning_notice_estate", "estate_id", "id"),  # the scope filter, newest first
     )
 
     def mark_sent(self) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relat
 from app.i18n import T
 from models.base import AuditedModel, UTCDateTime
 from models.errors import Conflict, FieldErrors
+from models.scope import InUnitsEstate
 from models.validators import check_phone
 
 MONEY = Numeric(14, 2)
@@ -83,7 +84,7 @@ EXTENSION_STATUSES = {
 }
 
 
-class Renovation(AuditedModel):
+class Renovation(InUnitsEstate, AuditedModel):
     __tablename__ = "renovation"
 
     number: Mapped[str] = mapped_column(String(24), nullable=False, unique=True)

@@ -12,8 +12,8 @@ and builds that SQL for hand-written queries (registers, reports, jobs) too.
 from __future__ import annotations
 
 from flask_appbuilder.security.sqla.models import User
-from sqlalchemy import ForeignKey, Integer, UniqueConstraint, false, inspect, or_, select
-from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, Integer, UniqueConstraint, event, false, inspect, or_, select, update
+from sqlalchemy.orm import Mapped, backref, declared_attr, mapped_column, relationship
 
 from models.base import AuditedModel
 
@@ -45,6 +45,87 @@ class UserEstate(AuditedModel):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.estate_id or '*'}"
+
+
+class InUnitsEstate:
+    """A record about a unit (a resident, an ownership, a renovation, ...) carries its unit's estate
+    in a column of its own, indexed with the id.
+
+    Why a copy: every list of it is filtered by the user's estates (views/scope.py). Through the
+    unit, PostgreSQL orders the newest rows by walking the id index backwards and looks each unit
+    up, and for an estate whose rows are old it walks most of the table (180 ms for one estate of
+    20 at 200,000 residents; benchmarks/list_views.py); on ``(estate_id, id)`` it reads one page.
+
+    The copy cannot drift: it is taken from the unit before every flush (``derive_estate``), in
+    bulk inserts (models/imports.insert_rows), and a unit moved to another estate takes its
+    records along (``Unit.before_update``)."""
+
+    @declared_attr
+    def estate_id(cls) -> Mapped[int]:
+        return mapped_column(ForeignKey("estate.id"), nullable=False)
+
+    def derive_estate(self, session) -> None:
+        from models.archives import Unit
+
+        state = inspect(self)
+        moved = state.attrs.unit_id.history.has_changes() or state.attrs.unit.history.has_changes()
+        if state.persistent and self.estate_id is not None and not moved:
+            return
+        unit = state.dict.get("unit")
+        # The unit object wins when it was just set (a form, the API): the flush copies its id
+        # into unit_id afterwards, as it does here with its estate.
+        if unit is not None and (state.attrs.unit.history.added or self.unit_id in (None, unit.id)):
+            estate_id = unit.estate_id if unit.estate_id is not None else getattr(unit.estate, "id", None)
+        elif self.unit_id is not None:
+            with session.no_autoflush:
+                estate_id = session.execute(select(Unit.estate_id).where(Unit.id == self.unit_id)).scalar()
+        else:
+            return
+        if estate_id is not None and estate_id != self.estate_id:
+            self.estate_id = estate_id
+
+
+@event.listens_for(InUnitsEstate, "instrument_class", propagate=True)
+def _estate_index(mapper, cls) -> None:
+    """The scope filter's index, on each table of the mixin as it is mapped."""
+    table = mapper.local_table
+    Index(f"ix_{table.name}_estate", table.c.estate_id, table.c.id)
+
+
+def estate_keyed_models() -> list[type]:
+    """The models that copy their unit's estate (for bulk writers and moves)."""
+    out, todo = [], list(InUnitsEstate.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if "__table__" in cls.__dict__:
+            out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def follow_unit(session, unit_id: int, estate_id: int) -> None:
+    """A unit moved to another estate: its records go with it."""
+    for model in estate_keyed_models():
+        session.execute(
+            update(model.__table__).where(model.__table__.c.unit_id == unit_id).values(estate_id=estate_id)
+        )
+
+
+def with_unit_estates(session, model, rows: list[dict]) -> list[dict]:
+    """Bulk rows of an ``InUnitsEstate`` model with ``estate_id`` filled from their units (one
+    query); other models' rows unchanged."""
+    from models.archives import Unit
+
+    if not (isinstance(model, type) and issubclass(model, InUnitsEstate)):
+        return rows
+    wanted = {r["unit_id"] for r in rows if r.get("estate_id") is None}
+    if not wanted:
+        return rows
+    estate_of = {}
+    ids = sorted(wanted)
+    for i in range(0, len(ids), 5000):
+        estate_of.update(session.execute(select(Unit.id, Unit.estate_id).where(Unit.id.in_(ids[i : i + 5000]))).all())
+    return [r if r.get("estate_id") is not None else {**r, "estate_id": estate_of.get(r["unit_id"])} for r in rows]
 
 
 def estates_of(user) -> frozenset[int] | None:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relat
 from app.i18n import T
 from models.base import AuditedModel, UTCDateTime, utcnow
 from models.errors import FieldErrors
+from models.scope import InUnitsEstate
 
 MONEY = Numeric(14, 2)
 
@@ -171,7 +172,7 @@ def order_amount(
     return (base + materials).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
-class ServiceSubscription(AuditedModel):
+class ServiceSubscription(InUnitsEstate, AuditedModel):
     """A periodic service (weekly cleaning, say) that generates its orders from a job."""
 
     __tablename__ = "service_subscription"
@@ -194,7 +195,7 @@ class ServiceSubscription(AuditedModel):
             raise FieldErrors({"recurrence": [str(T("周期无效", "Invalid recurrence"))]})
 
 
-class ServiceOrder(AuditedModel):
+class ServiceOrder(InUnitsEstate, AuditedModel):
     """An order for a catalog service (便民服务单)."""
 
     __tablename__ = "service_order"

@@ -237,6 +237,103 @@ def test_registers_and_reports_count_estate_a_only(app, estates):
     assert api.get(f"/api/v1/collection_report/report?estate={estates['B']}").status_code == 404
 
 
+def test_records_about_a_unit_carry_its_units_estate(app, estates):
+    """The copy of the unit's estate the scope filter reads (models/scope.InUnitsEstate) agrees
+    with the unit on every row the product wrote, for every such model, current and future."""
+    from sqlalchemy import func
+
+    from app.extensions import db
+    from models.archives import Unit
+    from models.scope import estate_keyed_models
+
+    models = estate_keyed_models()
+    assert {m.__tablename__ for m in models} >= {"resident", "ownership", "renovation", "service_order"}
+    with app.app_context():
+        for model in models:
+            rows, wrong = db.session.execute(
+                select(func.count(), func.count().filter(model.estate_id != Unit.estate_id)).join(
+                    Unit, Unit.id == model.unit_id
+                )
+            ).one()
+            assert wrong == 0, f"{model.__tablename__}: {wrong} of {rows} rows disagree with their unit's estate"
+        db.session.remove()
+
+
+@pytest.mark.parametrize("role", ["Supervisor", "Staff"])
+def test_moving_a_record_to_a_unit_of_estate_b_is_refused(app, estates, role):
+    """An edit that points a record of A at B's unit is checked against where it goes: 403, and
+    the record stays where it was, for every writable resource about a unit."""
+    from app.extensions import db
+    from models.scope import InUnitsEstate
+
+    api = api_client(app, estates["tokens"][role])
+    b_unit = min(_ids_in(app, "unit", estates["B"]))
+    tried = 0
+    for name, res in sorted(REGISTRY.items()):
+        if not (isinstance(res.model, type) and issubclass(res.model, InUnitsEstate)):
+            continue
+        if "write" not in R.rights_of(role, name) or "unit" not in (res.edit_columns or ()):
+            continue
+        for pk in sorted(_ids_in(app, name, estates["A"]))[:1]:
+            got = api.get(f"/api/v1/{name}/{pk}")
+            assert got.status_code == 200, (name, got.status_code)
+            resp = api.put(f"/api/v1/{name}/{pk}", json={"unit": b_unit, "version": got.json.get("version")})
+            assert resp.status_code == 403, f"{role} moved {name} {pk} to estate B: {resp.status_code}"
+            with app.app_context():
+                row = db.session.get(res.model, pk)
+                assert (row.estate_id, row.unit_id) != (estates["B"], b_unit)
+                db.session.remove()
+            tried += 1
+    assert tried >= 2, tried
+
+
+def test_a_unit_moved_to_another_estate_takes_its_records_along(app, estates):
+    """A unit whose building is corrected to one of another estate carries its residents,
+    ownerships, vehicles... with it (models/scope.follow_unit), so nobody keeps seeing them."""
+    from decimal import Decimal
+
+    from flask_appbuilder.security.sqla.models import User
+
+    from app.extensions import db
+    from models.archives import Building, Owner, Ownership, Resident, Unit, Vehicle
+    from models.base import acting_as
+
+    with app.app_context():
+        admin_id = db.session.execute(select(User.id).where(User.username == "admin")).scalar_one()
+        a_building = db.session.execute(select(Building).where(Building.estate_id == estates["A"])).scalars().first()
+        b_building = db.session.execute(select(Building).where(Building.estate_id == estates["B"])).scalars().first()
+        with acting_as(admin_id):
+            unit = Unit(building=a_building, code="9-9-909", floor=9, gross_area=Decimal("90"))
+            owner = Owner(name="迁移业主", phone="13900009909")
+            db.session.add_all([unit, owner])
+            db.session.flush()
+            records = [
+                Ownership(unit=unit, owner=owner),
+                Resident(unit_id=unit.id, owner=owner, name="迁移住户", phone="13900009908"),
+                Vehicle(plate="粤B9M909", unit=unit, owner=owner),
+            ]
+            db.session.add_all(records)
+            db.session.commit()
+            assert {r.estate_id for r in records} == {estates["A"]}
+            unit.building = b_building
+            db.session.commit()
+            for r in records:
+                db.session.refresh(r)
+            assert {r.estate_id for r in records} == {estates["B"]}
+            # and back, then gone, so the other tests see the scene as seeded
+            unit.building = a_building
+            db.session.commit()
+            for r in records:
+                db.session.refresh(r)
+            assert {r.estate_id for r in records} == {estates["A"]}
+            for r in records:
+                db.session.delete(r)
+            db.session.delete(unit)
+            db.session.delete(owner)
+            db.session.commit()
+        db.session.remove()
+
+
 def test_the_walk_walked(estates):
     assert sum(WALKED) > 500
     print(f"\nscope walk: {len(CASES)} resource x role cases, {sum(WALKED)} checks")
@@ -251,7 +348,7 @@ def test_the_demo_has_two_estates_and_a_login_per_role_for_each(tmp_path):
     from app.factory import sync_roles
     from app.seed import demo_data
 
-    cfg = cf.test_config(f"sqlite:///{tmp_path / 'demo.db'}", SYNC_ROLES_ON_START=False)
+    cfg = cf.desk_test_config(f"sqlite:///{tmp_path / 'demo.db'}", SYNC_ROLES_ON_START=False)
     demo = create_app(cfg)
     with demo.app_context():
         upgrade()

@@ -280,7 +280,7 @@ register(
         model=MeterReading,
         label=T("抄表记录", "Meter readings"),
         category="fees",
-        estate="unit.estate_id",
+        estate="estate_id",
         icon="fa-tachometer",
         list_columns=[*READING_LIST, "is_replacement"],
         edit_columns=["unit", "item", "period", "read_on", "reading", "is_replacement"],

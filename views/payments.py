@@ -227,7 +227,7 @@ register(
         model=Refund,
         label=T("退款", "Refunds"),
         category="fees",
-        estate="unit.estate_id",
+        estate="estate_id",
         deletable=False,
         icon="fa-undo",
         list_columns=["refunded_at", "unit.code", "amount", "method", "reason"],

@@ -2,7 +2,7 @@
 for, on every path, by one mechanism.
 
 Each resource declares once, in the registry, the path from its rows to their estate
-(``Resource.estate``: ``"estate_id"``, ``"unit.estate_id"``, ``"renovation.unit.estate_id"``,
+(``Resource.estate``: ``"estate_id"``, ``"ticket.estate_id"``, ``"renovation.estate_id"``,
 ``"estates"`` for a to-many relation), or that it belongs to none: ``COMPANY`` (the company's own
 settings and catalogs: everyone reads them, only company-level users change them) or
 ``COMPANY_ONLY`` (only company-level users see them at all: the change log, the users' estates).
@@ -146,6 +146,12 @@ def admit(resource, obj) -> None:
     estates = user_estates()
     if estates is None:
         return
+    from app.extensions import db
+
+    # A record about a unit takes the estate of the unit it is about now (models/scope.InUnitsEstate),
+    # so a move to another estate's unit is checked against where it goes, not where it was.
+    if hasattr(obj, "derive_estate"):
+        obj.derive_estate(db.session)
     path = resource.estate or ""
     if path == "estate_id" and getattr(obj, "estate_id", None) is None and getattr(obj, "estate", None) is None:
         unit = getattr(obj, "unit", None)

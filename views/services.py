@@ -296,7 +296,7 @@ register(
         model=ServiceSubscription,
         label=T("定期服务", "Periodic services"),
         category="services",
-        estate="unit.estate_id",
+        estate="estate_id",
         icon="fa-repeat",
         list_columns=["item.name", "unit.code", "recurrence", "first_start", "until", "assignee.username", "active"],
         edit_columns=["item", "unit", "recurrence", "first_start", "duration_minutes", "until", "assignee", "active"],
@@ -452,7 +452,7 @@ register(
         model=ServiceOrder,
         label=T("服务单", "Service orders"),
         category="services",
-        estate="unit.estate_id",
+        estate="estate_id",
         deletable=False,
         icon="fa-handshake-o",
         list_columns=[
