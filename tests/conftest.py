@@ -40,7 +40,7 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_config(database_url: str, **extra) -> dict:
+def desk_test_config(database_url: str, **extra) -> dict:
     cfg = {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "TESTING": True,
@@ -94,7 +94,7 @@ def build_app(database_url: str):
     """An app on ``database_url``, migrated, with one user per role."""
     from app import create_app
 
-    flask_app = create_app(test_config(database_url))
+    flask_app = create_app(desk_test_config(database_url))
     migrate_and_sync(flask_app)
     with flask_app.app_context():
         from app.seed import ensure_user

