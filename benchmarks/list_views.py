@@ -1,15 +1,19 @@
 """List cost at scale: the desk's units and residents lists against stock Flask-AppBuilder.
 
-    python -m benchmarks.list_views [--units 100000] [--repeat 30] [--database-url URL] [--drop]
+    python -m benchmarks.list_views [--units 100000] [--per-estate 5000] [--repeat 30]
+                                    [--database-url URL] [--drop]
 
-Builds (or reuses) a PostgreSQL database with ``--units`` units and two residents per unit
-(``app.seed.generate``), registers a stock FAB ``ModelRestApi`` (``SQLAInterface``, the same list
+Builds (or reuses) a PostgreSQL database with ``--units`` units in estates of ``--per-estate``
+units (20 estates of 5,000 by default) and two residents per unit (``app.seed.generate``),
+registers a stock FAB ``ModelRestApi`` (``SQLAInterface``, the same list
 columns) as ``stock_unit`` / ``stock_resident`` and a stock ``ModelView`` for each on the same app,
 then times list requests through Flask's test client (in process: server work only, no network)
 and counts SQL statements per request with a ``before_cursor_execute`` listener.
 
 Prints p50 / p95 in milliseconds and statements per request for the first page, a deep page and a
-filtered page, API and screen, ours and stock side by side. It never fails on time.
+filtered page, API and screen, ours and stock side by side, as a company-level Admin; then the
+same cases as a Staff member who works for one estate (the estate filter on: every list joins
+to its estate), with a check that each page holds only that estate's rows. It never fails on time.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ if str(ROOT) not in sys.path:
 PG_SERVER = os.environ.get("DESK_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 DEFAULT_DB = "desk_bench_lists"
 ADMIN = ("bench_admin", "Bench-Admin-Pass-12")
+SCOPED = ("bench_staff", "Bench-Staff-Pass-12")  # Staff of one estate (the first)
 
 
 def _plain(url: str) -> str:
@@ -97,7 +102,7 @@ def stock_views(appbuilder):
     return made
 
 
-def build_app(database_url: str, units: int):
+def build_app(database_url: str, units: int, per_estate: int):
     from flask_migrate import upgrade
     from sqlalchemy import func, select
 
@@ -105,7 +110,7 @@ def build_app(database_url: str, units: int):
     from app.extensions import db
     from app.factory import sync_roles
     from app.seed import ensure_user, generate
-    from models.archives import Unit
+    from models.archives import Estate, Unit
 
     config = {
         "SQLALCHEMY_DATABASE_URI": database_url,
@@ -125,11 +130,13 @@ def build_app(database_url: str, units: int):
         have = db.session.execute(select(func.count()).select_from(Unit)).scalar()
         if have < units:
             t0 = time.perf_counter()
-            counts = generate(units=units - have)
+            counts = generate(units=units - have, per_estate=per_estate)
             print(f"generated {counts} in {time.perf_counter() - t0:.1f} s", flush=True)
         else:
             print(f"database already has {have} units: generation skipped", flush=True)
         ensure_user(app.appbuilder.sm, ADMIN[0], "Admin", "Bench", "Admin", ADMIN[1])
+        first_estate = db.session.execute(select(func.min(Estate.id))).scalar()
+        ensure_user(app.appbuilder.sm, SCOPED[0], "Staff", "Bench", "Staff", SCOPED[1], estates=[first_estate])
         db.session.commit()
         if db.engine.dialect.name == "postgresql":
             # What autovacuum does to a table that has just been filled (it may be off here): sets
@@ -138,7 +145,7 @@ def build_app(database_url: str, units: int):
                 conn.exec_driver_sql("VACUUM (ANALYZE) unit, resident, building, owner, ownership")
         stock = stock_views(app.appbuilder)
         db.session.remove()
-    return app, stock
+    return app, stock, first_estate
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -217,7 +224,7 @@ def cases(units: int, stock_views_: dict):
     deep_units = max(0, units // 25 - 1)  # the last page of units
     deep_res = deep_units  # the same offset in residents (the middle of the table)
     unit_flt = "!((col:status,opr:eq,value:vacant))"
-    res_flt = "!((col:name,opr:sw,value:" + quote("王") + "))"
+    res_flt = "!((col:name,opr:sw,value:王))"  # api_url quotes it
     unit_screen_flt = "_flt_3_status=vacant"
     res_screen_flt = "_flt_0_name=" + quote("王")
     out = []
@@ -276,9 +283,40 @@ def cases(units: int, stock_views_: dict):
     return out
 
 
+def login(app, user):
+    api_client = app.test_client()
+    resp = api_client.post("/api/v1/security/login", json={"username": user[0], "password": user[1], "provider": "db"})
+    if resp.status_code != 200:
+        raise SystemExit(f"API login failed: {resp.status_code} {resp.get_data(as_text=True)[:300]}")
+    headers = {"Authorization": f"Bearer {resp.json['access_token']}"}
+    web_client = app.test_client()
+    resp = web_client.post("/login/", data={"username": user[0], "password": user[1]})
+    if resp.status_code not in (302, 303):
+        raise SystemExit(f"screen login failed: {resp.status_code}")
+    return api_client, headers, web_client
+
+
+def estate_rows(app, estate_id: int) -> dict[str, set[int]]:
+    """The ids of one estate's units and residents: what the scoped user may see."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from models.archives import Building, Resident, Unit
+
+    with app.app_context():
+        units = select(Unit.id).join(Building, Unit.building_id == Building.id).where(Building.estate_id == estate_id)
+        out = {
+            "unit": set(db.session.execute(units).scalars()),
+            "resident": set(db.session.execute(select(Resident.id).where(Resident.unit_id.in_(units))).scalars()),
+        }
+        db.session.remove()
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--units", type=int, default=100_000)
+    parser.add_argument("--per-estate", type=int, default=5_000, help="units per estate")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--database-url", default=None, help="use this database instead of creating one")
@@ -289,31 +327,24 @@ def main(argv=None) -> int:
     created = None
     url = args.database_url
     if url is None:
-        created = f"{DEFAULT_DB}_{args.units}"
+        created = f"{DEFAULT_DB}_{args.units}_{args.per_estate}"
         url = ensure_database(created)
-    app, stock = build_app(url, args.units)
+    app, stock, first_estate = build_app(url, args.units, args.per_estate)
 
     from app.extensions import db
 
     with app.app_context():
         counter = StatementCounter(db.engine)
-    api_client = app.test_client()
-    resp = api_client.post(
-        "/api/v1/security/login", json={"username": ADMIN[0], "password": ADMIN[1], "provider": "db"}
-    )
-    if resp.status_code != 200:
-        raise SystemExit(f"API login failed: {resp.status_code} {resp.get_data(as_text=True)[:300]}")
-    headers = {"Authorization": f"Bearer {resp.json['access_token']}"}
-    web_client = app.test_client()
-    resp = web_client.post("/login/", data={"username": ADMIN[0], "password": ADMIN[1]})
-    if resp.status_code not in (302, 303):
-        raise SystemExit(f"screen login failed: {resp.status_code}")
+    api_client, headers, web_client = login(app, ADMIN)
 
     load_before = os.getloadavg()[0]
+    estates = -(-args.units // args.per_estate)
     print(
-        f"\nPostgreSQL, {args.units:,} units / {2 * args.units:,} residents; {args.repeat} runs per case after "
-        f"{args.warmup} warm-up; times in ms (Flask test client, in process); stmts = SQL statements per request\n"
+        f"\nPostgreSQL, {args.units:,} units / {2 * args.units:,} residents in {estates} estates of "
+        f"{args.per_estate:,} units; {args.repeat} runs per case after {args.warmup} warm-up; times in ms "
+        "(Flask test client, in process); stmts = SQL statements per request\n"
     )
+    print("As a company-level Admin (no estate filter), ours against stock FAB:\n")
     head = f"{'case':<34} {'ours p50':>9} {'p95':>8} {'stmts':>6} | {'stock p50':>9} {'p95':>8} {'stmts':>6} | {'stock/ours p50':>14}"
     print(head)
     print("-" * len(head))
@@ -324,7 +355,7 @@ def main(argv=None) -> int:
             for who, series in (("ours", ours), ("stock", stock_)):
                 print(f"  -- {label} ({who}):")
                 for st in series.sql:
-                    print("     " + " ".join(st.split())[:300])
+                    print("     " + " ".join(st.split())[:3000])
         o50, o95, on, oresp = ours.p50(), ours.p95(), ours.statements, ours.resp
         s50, s95, sn, sresp = stock_.p50(), stock_.p95(), stock_.statements, stock_.resp
         extra = ""
@@ -338,6 +369,36 @@ def main(argv=None) -> int:
             f"{label:<34} {o50:9.1f} {o95:8.1f} {on:6d} | {s50:9.1f} {s95:8.1f} {sn:6d} | {s50 / o50:13.1f}x{extra}",
             flush=True,
         )
+
+    # The same lists as a Staff member of one estate: the estate filter is on.
+    allowed = estate_rows(app, first_estate)
+    api_client, headers, web_client = login(app, SCOPED)
+    print(
+        f"\nAs a Staff member of one estate ({len(allowed['unit']):,} units, {len(allowed['resident']):,} residents "
+        f"of the {args.units:,} / {2 * args.units:,}): the estate filter on\n"
+    )
+    head = f"{'case':<34} {'p50':>9} {'p95':>8} {'stmts':>6}  rows"
+    print(head)
+    print("-" * (len(head) + 30))
+    for label, ours_url, _stock_url, kind in cases(args.per_estate, stock):
+        client, hdrs = (api_client, headers) if kind == "api" else (web_client, {})
+        series = Series(ours_url)
+        for i in range(args.warmup + args.repeat):
+            series.run(client, counter, hdrs, keep=i >= args.warmup)
+        if args.show_sql:
+            print(f"  -- {label}:")
+            for st in series.sql:
+                print("     " + " ".join(st.split())[:3000])
+        rows = ""
+        if kind == "api":
+            body = series.resp.json
+            resource = label.split()[0]
+            outside = set(body["ids"]) - allowed[resource]
+            rows = f"{len(body['ids'])} on page, count {body['count']:,}"
+            rows += "  ROWS OF ANOTHER ESTATE" if outside else ", all of the estate"
+            if not body["ids"]:
+                rows += "  EMPTY PAGE"
+        print(f"{label:<34} {series.p50():9.1f} {series.p95():8.1f} {series.statements:6d}  {rows}", flush=True)
 
     print(
         f"\nload average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"

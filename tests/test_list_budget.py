@@ -2,7 +2,9 @@
 paths (capped count, deferred join for deep pages) answer exactly what FAB's plain queries would.
 
 Budget per list request: user load + count + page (+ one for a to-many column) <= 4 statements,
-for the API and for the screen (menu included). Not about time: see benchmarks/list_views.py.
+for the API and for the screen (menu included), for company-level users and for one who works for
+a single estate (the estate filter rides in the same statements). Not about time: see
+benchmarks/list_views.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import pytest
 from sqlalchemy import event, func, select
 
 BUDGET = 4
-UNITS = 600
+UNITS = 1200
+PER_ESTATE = 600  # two estates: the scoped user sees one of them
+SCOPED = "lb_staff"  # a Staff member of the first estate only
 UNIT_FILTER_API = "!((col:status,opr:eq,value:vacant))"
 RESIDENT_FILTER_API = "!((col:name,opr:sw,value:" + quote("王") + "))"
 UNIT_FILTER_SCREEN = "_flt_3_status=vacant"
@@ -27,9 +31,68 @@ def dataset(app):
     from app.seed import generate
 
     with app.app_context():
-        counts = generate(units=UNITS, estate_prefix="LB")
+        counts = generate(units=UNITS, estate_prefix="LB", per_estate=PER_ESTATE)
         db.session.remove()
     return counts
+
+
+@pytest.fixture(scope="module")
+def lb_estates(app, dataset):
+    """The ids of the dataset's two estates, oldest first."""
+    from app.extensions import db
+    from models.archives import Estate
+
+    with app.app_context():
+        ids = (
+            db.session.execute(select(Estate.id).where(Estate.code.like("LB%")).order_by(Estate.id.desc()).limit(2))
+            .scalars()
+            .all()
+        )
+        db.session.remove()
+    return sorted(ids)
+
+
+@pytest.fixture(scope="module")
+def scoped_user(app, lb_estates):
+    from app.extensions import db
+    from app.seed import ensure_user
+    from tests.conftest import PASSWORD
+
+    with app.app_context():
+        ensure_user(app.appbuilder.sm, SCOPED, "Staff", "LB", "Staff", PASSWORD, estates=[lb_estates[0]])
+        db.session.remove()
+    resp = app.test_client().post(
+        "/api/v1/security/login", json={"username": SCOPED, "password": PASSWORD, "provider": "db"}
+    )
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp.json["access_token"]
+
+
+@pytest.fixture()
+def as_role(app, api, web, scoped_user):
+    """``as_role(role, kind)``: an API ("api") or screen ("web") client for a role, or for the
+    scoped Staff member when role is SCOPED."""
+    from tests.conftest import PASSWORD, FreshContextClient
+
+    class ScopedApi:
+        def __init__(self):
+            self.client = app.test_client()
+
+        def get(self, url, **kw):
+            with app.app_context():
+                return self.client.get(url, headers={"Authorization": f"Bearer {scoped_user}"}, **kw)
+
+    def make(role, kind):
+        if role != SCOPED:
+            return api(role) if kind == "api" else web(role)
+        if kind == "api":
+            return ScopedApi()
+        client = FreshContextClient(app, app.test_client())
+        resp = client.post("/login/", data={"username": SCOPED, "password": PASSWORD})
+        assert resp.status_code in (302, 303)
+        return client
+
+    return make
 
 
 @contextlib.contextmanager
@@ -70,13 +133,13 @@ def _explain(seen: list[str]) -> str:
 
 
 # --- the statement budget ----------------------------------------------------------------------
-@pytest.mark.parametrize("role", ["Admin", "Committee"])
+@pytest.mark.parametrize("role", ["Admin", "Committee", SCOPED])
 @pytest.mark.parametrize("resource,api_filter", [("unit", UNIT_FILTER_API), ("resident", RESIDENT_FILTER_API)])
 @pytest.mark.parametrize("size", [10, 100])
 @pytest.mark.parametrize("filtered", [False, True], ids=["all", "filtered"])
 @pytest.mark.parametrize("deep", [False, True], ids=["first", "deep"])
-def test_api_list_statement_budget(app, api, dataset, role, resource, api_filter, size, filtered, deep):
-    client = api(role)
+def test_api_list_statement_budget(app, as_role, dataset, role, resource, api_filter, size, filtered, deep):
+    client = as_role(role, "api")
     page = deep_page(size) if deep else 0
     url = api_list(resource, page, size, api_filter if filtered else None)
     client.get(url)  # warm: nothing cached may hide a statement, but the first request may add one
@@ -88,7 +151,7 @@ def test_api_list_statement_budget(app, api, dataset, role, resource, api_filter
     assert len(seen) <= BUDGET, f"{len(seen)} statements for {url}:\n{_explain(seen)}"
 
 
-@pytest.mark.parametrize("role", ["Admin", "Committee"])
+@pytest.mark.parametrize("role", ["Admin", "Committee", SCOPED])
 @pytest.mark.parametrize(
     "resource,view,screen_filter",
     [("unit", "UnitView", UNIT_FILTER_SCREEN), ("resident", "ResidentView", RESIDENT_FILTER_SCREEN)],
@@ -96,8 +159,8 @@ def test_api_list_statement_budget(app, api, dataset, role, resource, api_filter
 @pytest.mark.parametrize("size", [10, 100])
 @pytest.mark.parametrize("filtered", [False, True], ids=["all", "filtered"])
 @pytest.mark.parametrize("deep", [False, True], ids=["first", "deep"])
-def test_screen_list_statement_budget(app, web, dataset, role, resource, view, screen_filter, size, filtered, deep):
-    client = web(role)
+def test_screen_list_statement_budget(app, as_role, dataset, role, resource, view, screen_filter, size, filtered, deep):
+    client = as_role(role, "web")
     page = deep_page(size) if deep else 0
     url = f"/{resource}/list/?page_{view}={page}&psize_{view}={size}"
     if filtered:
@@ -231,3 +294,23 @@ def test_count_is_flagged_estimated_above_the_limit(app, api, dataset, monkeypat
     resp = client.get(api_list("unit", 0, 10))
     assert resp.json["count"] == exact
     assert resp.json["count_estimated"] is False
+
+
+def test_scoped_pages_match_plain_offset(app, as_role, lb_estates):
+    """The scoped user's pages (first, deep, filtered) are exactly estate A's rows in order, and
+    the count is A's alone: the deferred join and the capped count keep the estate filter."""
+    from models.archives import Building, Resident, Unit
+
+    in_a_units = Unit.building_id.in_(select(Building.id).where(Building.estate_id == lb_estates[0]))
+    in_a_residents = Resident.unit_id.in_(select(Unit.id).where(in_a_units))
+    client = as_role(SCOPED, "api")
+    for size in (10, 100):
+        for page in (0, deep_page(size), deep_page(size) + 1):
+            resp = client.get(api_list("unit", page, size))
+            assert resp.json["ids"] == _plain_ids(app, Unit, (Unit.code.asc(), Unit.id.asc()), page, size, in_a_units)
+            resp = client.get(api_list("resident", page, size))
+            assert resp.json["ids"] == _plain_ids(app, Resident, (Resident.id.desc(),), page, size, in_a_residents)
+    resp = client.get(api_list("unit", 0, 10))
+    assert resp.json["count"] == PER_ESTATE == _exact(app, Unit, in_a_units)
+    resp = client.get(api_list("unit", 0, 10, UNIT_FILTER_API))
+    assert resp.json["count"] == _exact(app, Unit, in_a_units & (Unit.status == "vacant"))
