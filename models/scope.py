@@ -64,6 +64,11 @@ class InUnitsEstate:
     def estate_id(cls) -> Mapped[int]:
         return mapped_column(ForeignKey("estate.id"), nullable=False)
 
+    @declared_attr
+    def estate(cls):
+        # Read-only: the estate is the unit's (derive_estate), never set through this.
+        return relationship("Estate", viewonly=True)
+
     def derive_estate(self, session) -> None:
         from models.archives import Unit
 

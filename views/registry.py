@@ -39,6 +39,8 @@ COMMON_LABELS: dict[str, T] = {
     "note": T("备注", "Note"),
     "name": T("名称", "Name"),
     "code": T("编码", "Code"),
+    "estate": T("小区", "Estate"),
+    "estate.name": T("小区", "Estate"),
 }
 
 
@@ -218,6 +220,13 @@ class Resource:
             raise ValueError(f"{self.name}: unknown menu category {self.category!r}")
         if self.add_columns is None:
             self.add_columns = list(self.edit_columns)
+        if self.records and self.estate == "estate_id" and hasattr(self.model, "estate"):
+            # A company-level user reads several estates' rows side by side: every list says whose
+            # each row is, and can be narrowed to one (the filter offers the user's estates only).
+            if not any(c.startswith("estate") for c in self.list_columns):
+                self.list_columns = ["estate.name", *self.list_columns]
+            if "estate" not in self.search_columns:
+                self.search_columns = [*self.search_columns, "estate"]
         if self.show_columns is None:
             shown = [c for s in self.sections for c in s.columns] or [*self.list_columns, *self.edit_columns]
             cols = list(dict.fromkeys(shown))
