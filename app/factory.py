@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 
 import prison
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import Flask, has_request_context, jsonify, make_response, redirect, render_template, request, url_for
 from flask_appbuilder import AppBuilder, IndexView, expose
 from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFProtect
@@ -19,6 +19,19 @@ from app.i18n import T
 from app.i18n import current_language as _current_language
 
 log = logging.getLogger(__name__)
+
+
+class _SignInWithoutNext(logging.Filter):
+    """FAB's login form checks an absent ``?next=`` as if it were a target and warns "Invalid
+    redirect detected" on every sign-in; the warning is kept for a real unsafe target."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context() and record.getMessage().startswith("Invalid redirect detected"):
+            return bool(request.args.get("next"))
+        return True
+
+
+logging.getLogger("flask_appbuilder.utils.base").addFilter(_SignInWithoutNext())
 
 
 class DeskIndexView(IndexView):
@@ -105,6 +118,10 @@ def create_app(config_overrides: dict | None = None) -> Flask:
             )
             appbuilder.add_api(build_api(resource))
         _register_error_handlers(app)
+        # Browsers ask for /favicon.ico on their own; the pages name the same icon.
+        app.add_url_rule(
+            "/favicon.ico", "favicon", lambda: redirect(url_for("static", filename="desk/favicon.svg"), code=301)
+        )
         from app.cli import register_cli
 
         register_cli(app)
@@ -234,6 +251,38 @@ def sync_roles(appbuilder) -> dict[str, int]:
     return counts
 
 
+# What an error page says when the error brings no words of its own (werkzeug's are English).
+HTTP_ERRORS = {
+    400: (T("请求有误", "Bad request"), T("请求的参数有误，请返回后重试。", "The request's arguments are wrong; go back and try again.")),
+    401: (T("请先登录", "Please sign in"), T("请登录后再打开此页面。", "Sign in, then open this page again.")),
+    403: (T("没有权限", "Forbidden"), T("您的角色不能进行此操作。", "Your role may not do this.")),
+    404: (T("页面不存在", "Not found"), T("您要找的页面或记录不存在，或不在您负责的范围内。", "The page or record does not exist, or is not yours to see.")),
+    405: (T("不支持此操作", "Method not allowed"), T("此页面不支持这种操作。", "This page does not take this kind of request.")),
+    409: (T("记录已被修改", "Conflict"), T("该记录已被他人修改，请刷新后重试。", "Someone changed the record; reload and try again.")),
+    413: (T("文件太大", "Too large"), T("上传的文件超过了允许的大小。", "The upload is larger than allowed.")),
+    429: (T("操作过于频繁", "Too many requests"), T("请稍后再试。", "Please try again later.")),
+    500: (T("服务器内部错误", "Internal error"), T("服务器内部错误，已记录，请稍后重试。", "Internal error; it has been logged, please try again.")),
+}
+
+
+def error_page(code: int, message=None, stock_message=None) -> str:
+    """An error page with the menu bar, in the user's language, and a way back: werkzeug's own
+    English description is replaced by ours, a message of the product's own is kept."""
+    title, default = HTTP_ERRORS.get(code, HTTP_ERRORS[500 if code >= 500 else 400])
+    if not message or message == stock_message:
+        message = default
+    back = request.referrer if request.referrer and request.referrer.startswith(request.host_url) else None
+    context = {"code": code, "title": title, "message": message, "back": back}
+    try:
+        from flask import current_app
+
+        ab = current_app.appbuilder
+        return render_template("desk/http_error.html", appbuilder=ab, base_template=ab.base_template, **context)
+    except Exception:  # the menu needs the database; an error page must not fail with it
+        log.exception("error page with the menu failed; plain page instead")
+        return render_template("desk/http_error_plain.html", **context)
+
+
 def _register_error_handlers(app: Flask) -> None:
     """No stack trace ever reaches a user; the API answers JSON."""
 
@@ -248,7 +297,7 @@ def _register_error_handlers(app: Flask) -> None:
             msg = T("参数不能包含空字符（\\x00）", "Arguments must not contain a NUL character (\\x00)")
             if wants_json():
                 return jsonify(message=str(msg)), 400
-            return render_template("desk/http_error.html", code=400, message=msg), 400
+            return error_page(400, msg), 400
         return None
 
     @app.before_request
@@ -275,7 +324,7 @@ def _register_error_handlers(app: Flask) -> None:
                 return exc.response
             resp = jsonify(message=exc.description or exc.name)
         else:
-            resp = make_response(render_template("desk/http_error.html", code=exc.code, message=exc.description))
+            resp = make_response(error_page(exc.code, exc.description, type(exc).description))
         resp.status_code = exc.code
         # The exception's own headers (``Allow`` on a 405, ``Retry-After`` on a 429, ...) stay.
         for name, value in exc.get_headers():
@@ -293,4 +342,4 @@ def _register_error_handlers(app: Flask) -> None:
         msg = T("服务器内部错误，已记录，请稍后重试", "Internal error; it has been logged, please try again")
         if wants_json():
             return jsonify(message=str(msg)), 500
-        return render_template("desk/http_error.html", code=500, message=msg), 500
+        return error_page(500, msg), 500

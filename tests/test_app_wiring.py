@@ -106,3 +106,58 @@ def test_readme_documents_every_setting_and_resource():
         row = next((line for line in actions.splitlines() if line.startswith(f"| `{name}` |")), "")
         missing = [a.api_path for a in res.actions if f"`{a.api_path}`" not in row]
         assert not missing, f"README's workflow actions table lacks {name}: {missing}"
+
+
+def _text(resp) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", resp.get_data(as_text=True)))
+
+
+def test_error_pages_have_the_menu_a_way_back_and_no_english(app, web):
+    client = web("Staff")
+    resp = client.get("/no/such/page/", headers={"Referer": "http://localhost/unit/list/"})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 404
+    assert "业主档案" in page, "the menu bar is on the error page"
+    assert 'href="http://localhost/unit/list/"' in page and "返回上一页" in page and "返回首页" in page
+    assert "页面不存在" in page and "The requested URL" not in page
+    # a way back only to this site
+    away = client.get("/no/such/page/", headers={"Referer": "http://evil.example/x"}).get_data(as_text=True)
+    assert "evil.example" not in away and "返回首页" in away
+    # 405 on a screen: ours, with the Allow header kept
+    resp = client.delete("/unit/list/")
+    assert resp.status_code == 405 and "不支持此操作" in _text(resp) and "GET" in resp.headers["Allow"]
+    # an error of the product's own words keeps them (a NUL in the query)
+    resp = client.get("/unit/list/?x=%00")
+    assert resp.status_code == 400 and "空字符" in _text(resp) and "业主档案" in resp.get_data(as_text=True)
+    client.get("/lang/en")
+    resp = client.get("/no/such/page/")
+    assert resp.status_code == 404 and "Not found" in _text(resp) and "Archives" in resp.get_data(as_text=True)
+    client.get("/lang/zh")
+
+
+def test_the_site_has_a_favicon(app):
+    client = app.test_client()
+    resp = client.get("/favicon.ico")
+    assert resp.status_code == 301
+    icon = client.get(resp.headers["Location"])
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml" and b"<svg" in icon.data
+    assert 'rel="icon"' in client.get("/login/").get_data(as_text=True)
+
+
+def test_signing_in_logs_no_warning_but_an_unsafe_target_still_does(app, caplog):
+    import logging
+
+    from .conftest import PASSWORD
+
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="flask_appbuilder"):
+        resp = client.post("/login/", data={"username": "staff", "password": PASSWORD})
+        assert resp.status_code in (302, 303)
+        assert not [r for r in caplog.records if "Invalid redirect" in r.getMessage()]
+        client.get("/logout/")
+        other = app.test_client()
+        resp = other.post(
+            "/login/?next=http://evil.example/steal", data={"username": "staff", "password": PASSWORD}
+        )
+        assert resp.status_code in (302, 303) and "evil.example" not in resp.headers["Location"]
+        assert [r for r in caplog.records if "Invalid redirect" in r.getMessage()]
