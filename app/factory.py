@@ -35,10 +35,20 @@ logging.getLogger("flask_appbuilder.utils.base").addFilter(_SignInWithoutNext())
 
 
 class DeskIndexView(IndexView):
+    """The home page: the signed-in user's workbench (views/workbench.py); the banner before."""
+
     index_template = "desk/index.html"
 
     @expose("/")
     def index(self):
+        from flask import g
+
+        if getattr(g, "user", None) is not None and g.user.is_authenticated:
+            from views.workbench import STATUS_WORDS, time_left, workbench
+
+            return self.render_template(
+                "desk/workbench.html", wb=workbench(db.session), time_left=time_left, words=STATUS_WORDS
+            )
         return self.render_template(self.index_template, appbuilder=self.appbuilder)
 
 

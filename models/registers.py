@@ -578,6 +578,21 @@ def _as_date(value) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
+def compliance_conditions(now: dt.datetime) -> tuple:
+    """Reply met, reply missed, resolve met, resolve missed: *met* in time, *missed* late or still
+    open past the deadline (the desk report and the workbench count the same way)."""
+    open_ = Ticket.status.in_(OPEN_STATUSES)
+    reply_met = (Ticket.replied_at.is_not(None)) & (Ticket.replied_at <= Ticket.reply_due_at)
+    reply_missed = ((Ticket.replied_at.is_not(None)) & (Ticket.replied_at > Ticket.reply_due_at)) | (
+        Ticket.replied_at.is_(None) & open_ & (Ticket.reply_due_at < now)
+    )
+    resolve_met = (Ticket.resolved_at.is_not(None)) & (Ticket.resolved_at <= Ticket.resolve_due_at)
+    resolve_missed = ((Ticket.resolved_at.is_not(None)) & (Ticket.resolved_at > Ticket.resolve_due_at)) | (
+        Ticket.resolved_at.is_(None) & open_ & (Ticket.resolve_due_at < now)
+    )
+    return reply_met, reply_missed, resolve_met, resolve_missed
+
+
 def report_figures(session, rng: Range, now: dt.datetime | None = None) -> dict:
     """Requests per class and day; reply and resolve compliance per class (*met* in time,
     *missed* late or open past the deadline, *pending* otherwise; the rate is met / (met +
@@ -598,15 +613,7 @@ def report_figures(session, rng: Range, now: dt.datetime | None = None) -> dict:
         by_day.setdefault(_as_date(d), {})[kind] = n
 
     # compliance
-    open_ = Ticket.status.in_(OPEN_STATUSES)
-    reply_met = (Ticket.replied_at.is_not(None)) & (Ticket.replied_at <= Ticket.reply_due_at)
-    reply_missed = ((Ticket.replied_at.is_not(None)) & (Ticket.replied_at > Ticket.reply_due_at)) | (
-        Ticket.replied_at.is_(None) & open_ & (Ticket.reply_due_at < now)
-    )
-    resolve_met = (Ticket.resolved_at.is_not(None)) & (Ticket.resolved_at <= Ticket.resolve_due_at)
-    resolve_missed = ((Ticket.resolved_at.is_not(None)) & (Ticket.resolved_at > Ticket.resolve_due_at)) | (
-        Ticket.resolved_at.is_(None) & open_ & (Ticket.resolve_due_at < now)
-    )
+    reply_met, reply_missed, resolve_met, resolve_missed = compliance_conditions(now)
     compliance_rows = session.execute(
         select(
             Ticket.kind,

@@ -35,6 +35,7 @@ from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_appbuilder.widgets import ShowWidget
 from marshmallow import ValidationError, validate
 from sqlalchemy import Boolean, Date, DateTime
+from werkzeug.exceptions import HTTPException
 from wtforms import HiddenField, SelectField
 from wtforms.validators import DataRequired, Optional
 
@@ -61,6 +62,7 @@ from views.visibility import (
     redact_values,
     visible,
 )
+from views.workbench import MSG_NO_PRESET, FilterPreset, preset_asked, preset_links
 
 # Each screen and API route folds into a right of the matrix (app/roles.py) on the resource's name.
 # Workflow actions are not listed here: each declares its right (views/actions.py adds them).
@@ -214,7 +216,11 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.base_permissions = _with_matrix_extras(self.base_permissions)
-        self.extra_args = {"desk_view": type(self).__name__, "desk_import": self.resource.importer is not None}
+        self.extra_args = {
+            "desk_view": type(self).__name__,
+            "desk_import": self.resource.importer is not None,
+            "desk_presets": lambda: preset_links(self.resource),  # the list's named views, per request
+        }
 
     def _init_forms(self):
         super()._init_forms()
@@ -633,7 +639,19 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
     get_list.__doc__ = ModelRestApi.get_list.__doc__
 
     def get_list_headless(self, **kwargs):
-        return self._denied_personal_filter(kwargs.get("rison")) or super().get_list_headless(**kwargs)
+        return (
+            self._bad_preset()
+            or self._denied_personal_filter(kwargs.get("rison"))
+            or super().get_list_headless(**kwargs)
+        )
+
+    def _bad_preset(self):
+        """A named view the resource does not have: 400 naming ``preset`` (views/workbench.py)."""
+        try:
+            preset_asked(self.resource)
+        except HTTPException:
+            return self.response_400(message={"preset": [str(MSG_NO_PRESET)]})
+        return None
 
     @staticmethod
     def _field_errors(errors: dict) -> dict:
@@ -804,6 +822,9 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
             403:
               $ref: '#/components/responses/403'
         """
+        bad = self._bad_preset()
+        if bad is not None:
+            return bad
         from views.excel import export_response
 
         args = kwargs.get("rison", {}) or {}
@@ -920,7 +941,11 @@ def build_view(resource: Resource) -> type[DeskModelView]:
         attrs["edit_fieldsets"] = edit_sets
     # Every list, detail, edit, delete, export, action and lookup of the resource: only the
     # estates the user works for (views/scope.py); the same for the forms' dropdowns.
-    attrs["base_filters"] = [*[list(f) for f in resource.base_filters], ["id", FilterInScope, resource]]
+    attrs["base_filters"] = [
+        *[list(f) for f in resource.base_filters],
+        ["id", FilterInScope, resource],
+        ["id", FilterPreset, resource],  # ?preset=<name>: a named view of the list (views/workbench.py)
+    ]
     attrs["add_form_query_rel_fields"] = attrs["edit_form_query_rel_fields"] = related_in_scope(resource)
     attrs["search_form_query_rel_fields"] = related_in_scope(resource, list(resource.search_columns))
     if resource.show_template:
@@ -993,7 +1018,11 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
     )
     # Every list, detail, edit, delete, export, action and lookup of the resource: only the
     # estates the user works for (views/scope.py); the same for the related values of ``_info``.
-    attrs["base_filters"] = [*[list(f) for f in resource.base_filters], ["id", FilterInScope, resource]]
+    attrs["base_filters"] = [
+        *[list(f) for f in resource.base_filters],
+        ["id", FilterInScope, resource],
+        ["id", FilterPreset, resource],  # ?preset=<name>: a named view of the list (views/workbench.py)
+    ]
     attrs["add_query_rel_fields"] = attrs["edit_query_rel_fields"] = related_in_scope(resource)
     if resource.order_columns is not None:
         attrs["order_columns"] = list(resource.order_columns)

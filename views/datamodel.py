@@ -148,9 +148,13 @@ def parse_int_key(value, col) -> int | None:
 
 
 def _narrows(flt, value) -> bool:
-    """Whether a filter leaves out rows: the estate scope of a company-level user does not."""
+    """Whether a filter leaves out rows: the estate scope of a company-level user does not, nor a
+    list asked for with no named view."""
     from views.scope import FilterInScope, clause_for
+    from views.workbench import FilterPreset, preset_asked
 
+    if isinstance(flt, FilterPreset):
+        return preset_asked(value) is not None
     return not (isinstance(flt, FilterInScope) and clause_for(value) is None)
 
 
