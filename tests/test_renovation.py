@@ -564,7 +564,12 @@ def test_inspection_reminders_and_overdue_alerts_are_idempotent(api, app, new_re
     with app.app_context():
         inspection_reminders(now=utcnow())  # not due yet
     assert _notifications(app, "renovation", r["id"], "reno_inspection") == []
-    due = utcnow() + dt.timedelta(days=days)
+    # 10:00 in Shanghai on the due day: the hour after is the same office day whatever the
+    # wall clock says now (at 23:30 there, "now + days" and an hour later were two days).
+    from zoneinfo import ZoneInfo
+
+    local_due = dt.datetime.combine(_today() + dt.timedelta(days=days), dt.time(10, 0), ZoneInfo("Asia/Shanghai"))
+    due = local_due.astimezone(dt.UTC)
     with app.app_context():
         inspection_reminders(now=due)
         inspection_reminders(now=due + dt.timedelta(hours=1))
