@@ -202,6 +202,10 @@ WEBHOOK_TIMEOUT_SECONDS = env("WEBHOOK_TIMEOUT_SECONDS", 5)
 WEBHOOK_ALLOWED_HOSTS = env("WEBHOOK_ALLOWED_HOSTS", "qyapi.weixin.qq.com,oapi.dingtalk.com")
 # Periodic paid services: how many days ahead the daily job creates their orders.
 SERVICE_ORDER_HORIZON_DAYS = env("SERVICE_ORDER_HORIZON_DAYS", 14)
+# The workbench's month figures (compliance, collection rate, arrears) are computed at most this
+# often per estate set and process (a company-wide month is a sum over every bill line of it);
+# its tiles are always counted live. 0 computes them on every home page.
+WORKBENCH_FIGURES_SECONDS = env("WORKBENCH_FIGURES_SECONDS", 60)
 
 # --- renovations (装修管理) ----------------------------------------------------------------------
 # Active renovations are inspected every this many days (a reminder to Staff and Supervisors).

@@ -313,7 +313,47 @@ def demo_data(sm) -> list[tuple[str, str, str]]:
         estate = estate_of.get(suffix)
         ensure_user(sm, username, role, first, last, password, estates=ALL_ESTATES if suffix is None else [estate.id])
         logins.append((username, password, f"{first}{last} · {estate.name if estate else '全部小区'}"))
+    demo_requests(estate_of)
     return logins
+
+
+def demo_requests(estate_of: dict) -> None:
+    """A few help requests in each demo estate, taken by its front desk: an assigned repair, one
+    noted late during an outage and already past its reply deadline, an unassigned complaint and
+    a consultation; so every role's workbench has something on it at the first sign-in (the
+    sweep escalates the late one within a minute)."""
+    from flask_appbuilder.security.sqla.models import User
+
+    from models.base import acting_as
+    from models.desk import Ticket
+
+    if db.session.execute(select(func.count()).select_from(Ticket)).scalar():
+        return
+    now = dt.datetime.now(dt.UTC)
+    for suffix, estate in estate_of.items():
+        if estate is None:
+            continue
+        staff = db.session.execute(select(User).where(User.username == f"staff_{suffix}")).scalar_one()
+        units = db.session.execute(
+            select(Unit).where(Unit.estate_id == estate.id).order_by(Unit.id).limit(4)
+        ).scalars().all()
+        with acting_as(staff.id):
+            for ticket in (  # one at a time: a request's number is the next of its day
+                [
+                    Ticket(kind="repair", channel="phone", priority="normal", unit=units[0], assignee_id=staff.id,
+                           description="卫生间水龙头漏水，业主下午在家", responsibility="owner_paid"),
+                    Ticket(kind="repair", channel="phone", priority="normal", unit=units[1], assignee_id=staff.id,
+                           description="楼道灯不亮", received_at=now - dt.timedelta(hours=2),
+                           received_late_reason="停电期间电话记录，来电后补录", responsibility="common_area"),
+                    Ticket(kind="complaint", channel="visit", priority="normal", unit=units[2],
+                           complaint_about="neighbour", description="楼上装修晚上十点后仍在施工"),
+                    Ticket(kind="consultation", channel="phone", priority="normal", unit=units[3],
+                           consult_mode="oral", description="咨询车位租赁如何办理"),
+                ]
+            ):  # fmt: skip
+                db.session.add(ticket)
+                db.session.flush()
+            db.session.commit()
 
 
 # The paid convenience services the procedure lists (DESIGN.md item 9), with demo prices:

@@ -673,6 +673,14 @@ class Bill(AuditedModel):
         Index("ix_bill_unit_period", "unit_id", "period"),
         Index("ix_bill_estate_period", "estate_id", "period"),
         Index("ix_bill_estate", "estate_id", "id"),  # the scope filter, newest first
+        # A month's billed and collected sums (the workbench, per estate or for the company):
+        # an index-only scan of the month's lines.
+        Index(
+            "ix_bill_period_money",
+            "period",
+            "estate_id",
+            postgresql_include=["status", "amount", "late_fee", "late_fee_waived", "paid_amount"],
+        ),
     )
 
     @property

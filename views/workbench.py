@@ -9,6 +9,7 @@ on the screen, the API and the export alike).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from flask import abort, current_app, g, has_request_context, request, url_for
@@ -142,6 +143,24 @@ def _may_read(resource: str) -> bool:
     return bool(current_app.appbuilder.sm.has_access("can_read", resource))
 
 
+_FIGURES: dict[tuple, tuple[float, dict]] = {}
+
+
+def figures(kind: str, compute, m, estates) -> dict:
+    """A month figure panel, kept ``WORKBENCH_FIGURES_SECONDS`` per database, estate set and day
+    (a company's month is a sum over all its bill lines; tiles stay live), with when it was made."""
+    ttl = float(current_app.config.get("WORKBENCH_FIGURES_SECONDS", 60))
+    key = (current_app.config["SQLALCHEMY_DATABASE_URI"], kind, estates, m.today)
+    hit = _FIGURES.get(key)
+    if ttl > 0 and hit is not None and time.monotonic() - hit[0] < ttl:
+        return hit[1]
+    value = {**compute(), "as_of": m.now}
+    if len(_FIGURES) > 1000:
+        _FIGURES.clear()
+    _FIGURES[key] = (time.monotonic(), value)
+    return value
+
+
 def workbench(session) -> dict:
     """Everything the signed-in user's home page shows, in few statements (one per table)."""
     roles = [r.name for r in g.user.roles]
@@ -183,7 +202,9 @@ def workbench(session) -> dict:
             shifts = duty_today(session, m, scope if scope is not None else true())
             out["panels"].append({"kind": panel, "rows": shifts, "gaps": duty_gaps(shifts, m)})
         elif panel == "desk_figures" and _may_read("ticket"):
-            out["panels"].append({"kind": panel, "fig": desk_month_figures(session, m, estates)})
+            fig = figures(panel, lambda: desk_month_figures(session, m, estates), m, estates)
+            out["panels"].append({"kind": panel, "fig": fig})
         elif panel == "money_figures" and _may_read("collection_report"):
-            out["panels"].append({"kind": panel, "fig": money_figures(session, m, estates)})
+            fig = figures(panel, lambda: money_figures(session, m, estates), m, estates)
+            out["panels"].append({"kind": panel, "fig": fig})
     return out
