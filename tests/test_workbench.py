@@ -251,3 +251,44 @@ def test_time_left_reads_as_the_clerk_says_it(app):
         assert time_left(NOW - dt.timedelta(hours=2, minutes=5), NOW) == "超时 2小时5分"
         assert time_left(NOW - dt.timedelta(days=2, hours=3), NOW) == "超时 2天3小时"
         assert time_left(None, NOW) == ""
+
+
+def test_the_figures_agree_with_the_reports_and_tiles_are_live(app, office):
+    """The month's desk figures are the desk report's, the fee figures the fee report's, for the
+    user's estates; a new request shows on the tiles at once."""
+    from app.extensions import db
+    from models.registers import Range, report_figures
+    from models.reports import collection_figures
+
+    screen = _screen(app, "manager_a")
+    app.config["WORKBENCH_FIGURES_SECONDS"] = 0
+    try:
+        page = screen.get("/").get_data(as_text=True)
+    finally:
+        app.config["WORKBENCH_FIGURES_SECONDS"] = 60
+    m = moment(0)
+    with app.app_context():
+        first = m.month_start.astimezone(dt.timezone(dt.timedelta(hours=8))).date()
+        rng = Range(first=first, last=m.today, start=m.month_start, end=m.day_end, estate_id=office["A"])
+        desk = report_figures(db.session, rng)
+        fees = collection_figures(db.session, m.period, m.period, office["A"])
+        db.session.remove()
+    figures = page.split("desk-panel-desk-figures", 1)[1].split("desk-panel-money-figures", 1)[0]
+    assert f'<div class="desk-figure">{desk["total"]}</div>' in figures
+    rate = desk["compliance_all"]["reply"]["rate"]
+    assert f'<div class="desk-figure">{"%.1f%%" % (rate * 100) if rate is not None else "—"}</div>' in figures
+    money = page.split("desk-panel-money-figures", 1)[1]
+    expected = "%.1f%%" % (fees["rate"] * 100) if fees["rate"] is not None else "—"
+    assert f'<div class="desk-figure">{expected}</div>' in money
+
+    before = dict(_tiles(screen.get("/").get_data(as_text=True)))["/ticket/list/?preset=today"]
+    staff = api_client(app, office["tokens"]["Staff"])
+    with app.app_context():
+        from models.archives import Unit
+
+        unit = db.session.execute(select(Unit.id).where(Unit.estate_id == office["A"])).scalars().first()
+        db.session.remove()
+    made = staff.post("/api/v1/ticket/", json={"kind": "other", "unit": unit, "description": "工作台实时计数"})
+    assert made.status_code == 201, made.get_data(as_text=True)[:300]
+    after = dict(_tiles(screen.get("/").get_data(as_text=True)))["/ticket/list/?preset=today"]
+    assert after == before + 1
