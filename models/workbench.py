@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, true
+from sqlalchemy import case, func, or_, select, true
 
 from app.i18n import T
 from models.arrears import BUCKETS, _arrears_where, _bucket_sums, outstanding_expr
@@ -74,11 +74,17 @@ def _open_ticket(m: Moment):
     return Ticket.status.in_(OPEN_STATUSES) & Ticket.archived_at.is_(None)
 
 
+def ticket_deadline():
+    """The deadline a request is working to now: the reply until it is answered, then the
+    resolution (not the next escalation step, which the sweep keeps in ``next_due_at``)."""
+    return case((Ticket.replied_at.is_(None), Ticket.reply_due_at), else_=Ticket.resolve_due_at)
+
+
 # model -> its presets, in the order a list offers them
 PRESETS: dict[type, tuple[Preset, ...]] = {
     Ticket: (
         Preset("mine", T("我的待办", "Mine"), lambda m: _open_ticket(m) & (Ticket.assignee_id == m.user_id)),
-        Preset("overdue", T("已超时", "Overdue"), lambda m: _open_ticket(m) & (Ticket.next_due_at < m.now)),
+        Preset("overdue", T("已超时", "Overdue"), lambda m: _open_ticket(m) & (ticket_deadline() < m.now)),
         Preset(
             "reply_soon",
             T("即将超时未答复", "Reply due soon"),
@@ -165,17 +171,20 @@ def preset_counts(session, model, names, m: Moment, scope=true()) -> dict[str, i
     return dict(row._mapping)
 
 
-def my_open_tickets(session, m: Moment, scope=true(), limit: int = 10) -> list[Ticket]:
-    """The signed-in clerk's open requests, overdue first, then by the nearest deadline."""
+def my_open_tickets(session, m: Moment, scope=true(), limit: int = 10) -> list[tuple[Ticket, dt.datetime | None]]:
+    """The signed-in clerk's open requests with the deadline each works to, overdue first, then
+    the nearest deadline."""
     where = presets_of(Ticket)["mine"].where(m)
-    return list(
-        session.execute(
-            select(Ticket)
+    deadline = ticket_deadline()
+    return [
+        (t, due)
+        for t, due in session.execute(
+            select(Ticket, deadline.label("deadline"))
             .where(where, scope)
-            .order_by(Ticket.next_due_at.is_(None), Ticket.next_due_at, Ticket.id)
+            .order_by(deadline.is_(None), deadline, Ticket.id)
             .limit(limit)
-        ).scalars()
-    )
+        ).all()
+    ]
 
 
 def duty_today(session, m: Moment, scope=true()) -> list[DutyShift]:

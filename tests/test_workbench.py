@@ -62,13 +62,19 @@ def office(app):
         staff_a = db.session.execute(select(User.id).where(User.username == "staff_a")).scalar_one()
         past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
         for estate in (a["estate"], b["estate"]):
-            ids = db.session.execute(
-                select(Ticket.id).where(Ticket.estate_id == estate, Ticket.status.in_(("new", "in_progress")))
-            ).scalars().all()
+            ids = (
+                db.session.execute(
+                    select(Ticket.id).where(Ticket.estate_id == estate, Ticket.status.in_(("new", "in_progress")))
+                )
+                .scalars()
+                .all()
+            )
             assert len(ids) >= 2, f"the scene has too few open requests in estate {estate}"
             # (core updates: the deadlines and steps a sweep would have reached by now)
             db.session.execute(
-                update(Ticket).where(Ticket.id == ids[0]).values(next_due_at=past, escalation_level=2, assignee_id=staff_a)
+                update(Ticket)
+                .where(Ticket.id == ids[0])
+                .values(reply_due_at=past, replied_at=None, next_due_at=past, escalation_level=2, assignee_id=staff_a)
             )
             db.session.execute(update(Ticket).where(Ticket.id == ids[1]).values(escalation_level=1, assignee_id=None))
         db.session.commit()
@@ -116,7 +122,9 @@ def test_every_tile_counts_what_its_list_shows(app, office, role):
         assert listed.status_code == 200, listed.get_data(as_text=True)[:300]
         assert listed.json["count"] == count, f"{role}: tile {href} says {count}, its list holds {listed.json['count']}"
         shown = screen.get(href).get_data(as_text=True)
-        assert re.search(rf"记录数目:\s*</strong>\s*{count}\b|记录数目:\s*{count}\b", re.sub(r"<[^>]+>", "", shown)), href
+        assert re.search(rf"记录数目:\s*</strong>\s*{count}\b|记录数目:\s*{count}\b", re.sub(r"<[^>]+>", "", shown)), (
+            href
+        )
         assert 'class="btn btn-sm btn-primary active"' in shown  # the named view is marked on the list
 
 
@@ -235,10 +243,14 @@ def test_the_day_is_the_offices_and_gaps_are_found():
     assert late.today == dt.date(2026, 12, 1) and late.period == "2026-12"
 
     def shift(h1, h2):
-        return SimpleNamespace(starts_at=m.day_start + dt.timedelta(hours=h1), ends_at=m.day_start + dt.timedelta(hours=h2))
+        return SimpleNamespace(
+            starts_at=m.day_start + dt.timedelta(hours=h1), ends_at=m.day_start + dt.timedelta(hours=h2)
+        )
 
     assert duty_gaps([shift(0, 8), shift(8, 24)], m) == []
-    assert duty_gaps([shift(-2, 8), shift(10, 30)], m) == [(m.day_start + dt.timedelta(hours=8), m.day_start + dt.timedelta(hours=10))]
+    assert duty_gaps([shift(-2, 8), shift(10, 30)], m) == [
+        (m.day_start + dt.timedelta(hours=8), m.day_start + dt.timedelta(hours=10))
+    ]
     assert duty_gaps([], m) == [(m.day_start, m.day_end)]
     assert duty_gaps([shift(0, 12)], m) == [(m.day_start + dt.timedelta(hours=12), m.day_end)]
 
