@@ -8,6 +8,7 @@ Environment: ``DESK_TEST_PG`` (server URL without database, default
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -102,6 +103,25 @@ def build_app(database_url: str):
         for role in ROLES:
             ensure_user(flask_app.appbuilder.sm, role.lower(), role, role, "Tester", PASSWORD)
     return flask_app
+
+
+@contextlib.contextmanager
+def app_aside(prefix: str):
+    """An app on a database of its own (named ``prefix_...``), for a module whose rows must not
+    reach other tests' lists; Celery's current app is handed back afterwards (building an app
+    makes its Celery the current one)."""
+    from celery import _state
+
+    url = create_database(prefix)
+    previous = _state.get_current_app()
+    try:
+        flask_app = build_app(url)
+        previous.set_current()
+        yield flask_app
+    finally:
+        previous.set_default()
+        previous.set_current()
+        drop_database(url)
 
 
 def login_tokens(flask_app) -> dict[str, str]:

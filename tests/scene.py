@@ -30,20 +30,9 @@ DISPUTE_SECRET = "争议说明-绝密-7Q"
 
 
 @pytest.fixture(scope="session")
-def scene_database_url():
-    url = cf.create_database("desk_scene")
-    yield url
-    cf.drop_database(url)
-
-
-@pytest.fixture(scope="session")
-def scene_app(scene_database_url):
-    from celery import _state
-
-    previous = _state.get_current_app()
-    flask_app = cf.build_app(scene_database_url)
-    previous.set_current()
-    return flask_app
+def scene_app():
+    with cf.app_aside("desk_scene") as flask_app:
+        yield flask_app
 
 
 @pytest.fixture(scope="session")
@@ -403,4 +392,26 @@ def seed_estate(app, tokens, tag: str, n: int) -> dict:
         "renovation": reno["id"],
     }
 
+
+def two_estates(app, tags: tuple[str, str], roles=("Manager", "Supervisor", "Staff", "Committee")) -> dict:
+    """Estates A and B with rows of every area (``seed_estate``), and a user of each role who
+    works for A only (``<role>_a``); their API tokens, the Admin's, and B's ids."""
+    from app.extensions import db
+    from app.seed import ensure_user
+
+    tokens = cf.login_tokens(app)
+    a = seed_estate(app, tokens, tags[0], 1)
+    b = seed_estate(app, tokens, tags[1], 2)
+    with app.app_context():
+        for role in roles:
+            ensure_user(app.appbuilder.sm, f"{role.lower()}_a", role, role, "A", cf.PASSWORD, estates=[a["estate"]])
+        db.session.remove()
+    client = app.test_client()
+    scoped = {}
+    for role in roles:
+        resp = client.post(
+            "/api/v1/security/login", json={"username": f"{role.lower()}_a", "password": cf.PASSWORD, "provider": "db"}
+        )
+        scoped[role] = resp.json["access_token"]
+    return {"A": a["estate"], "B": b["estate"], "tokens": scoped, "admin": tokens["Admin"], "b": b}
 

@@ -64,22 +64,9 @@ OPERATIONS = _operations()
 # The fuzzer writes, edits and deletes at random as Admin (tickets, policies, notification
 # channels...): it gets a database of its own, so nothing it leaves behind reaches other tests.
 @pytest.fixture(scope="module")
-def database_url():
-    url = cf.create_database("desk_fuzz")
-    yield url
-    cf.drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    from celery import _state
-
-    previous = _state.get_current_app()
-    flask_app = cf.build_app(database_url)
-    yield flask_app
-    # Building an app makes its Celery the current one; hand that back to whoever had it.
-    previous.set_default()
-    previous.set_current()
+def app():
+    with cf.app_aside("desk_fuzz") as flask_app:
+        yield flask_app
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from sqlalchemy import inspect, select
 from app import roles as R
 from models.scope import scope_clause
 from tests import conftest as cf
-from tests.scene import api_client, seed_estate
+from tests.scene import api_client, two_estates
 from views.actions import RIGHT_WORDS
 from views.registry import REGISTRY
 from views.scope import COMPANY, COMPANY_ONLY
@@ -35,43 +35,15 @@ SCOPED_ROLES = ("Manager", "Supervisor", "Staff", "Committee")
 
 
 @pytest.fixture(scope="module")
-def database_url():
-    url = cf.create_database("desk_scope")
-    yield url
-    cf.drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    from celery import _state
-
-    previous = _state.get_current_app()
-    flask_app = cf.build_app(database_url)
-    previous.set_current()
-    return flask_app
+def app():
+    with cf.app_aside("desk_scope") as flask_app:
+        yield flask_app
 
 
 @pytest.fixture(scope="module")
 def estates(app):
     """Estates A and B with rows of every area; users of every role working for A only."""
-    from app.extensions import db
-    from app.seed import ensure_user
-
-    tokens = cf.login_tokens(app)
-    a = seed_estate(app, tokens, "SCA", 1)
-    b = seed_estate(app, tokens, "SCB", 2)
-    with app.app_context():
-        for role in SCOPED_ROLES:
-            ensure_user(app.appbuilder.sm, f"{role.lower()}_a", role, role, "A", cf.PASSWORD, estates=[a["estate"]])
-        db.session.remove()
-    client = app.test_client()
-    scoped = {}
-    for role in SCOPED_ROLES:
-        resp = client.post(
-            "/api/v1/security/login", json={"username": f"{role.lower()}_a", "password": cf.PASSWORD, "provider": "db"}
-        )
-        scoped[role] = resp.json["access_token"]
-    return {"A": a["estate"], "B": b["estate"], "tokens": scoped, "admin": tokens["Admin"], "b": b}
+    return two_estates(app, ("SCA", "SCB"), SCOPED_ROLES)
 
 
 def _ids_in(app, resource: str, estate_id: int) -> set[int]:

@@ -18,7 +18,7 @@ from sqlalchemy import event, select, update
 
 from models.workbench import PRESETS, duty_gaps, moment
 from tests import conftest as cf
-from tests.scene import api_client, seed_estate
+from tests.scene import api_client, two_estates
 from views.registry import REGISTRY
 
 ROLES = ("Manager", "Supervisor", "Staff", "Committee")
@@ -26,20 +26,9 @@ NOW = dt.datetime(2026, 11, 29, 3, 30, tzinfo=dt.UTC)  # 11:30 in Shanghai
 
 
 @pytest.fixture(scope="module")
-def database_url():
-    url = cf.create_database("desk_workbench")
-    yield url
-    cf.drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    from celery import _state
-
-    previous = _state.get_current_app()
-    flask_app = cf.build_app(database_url)
-    previous.set_current()
-    return flask_app
+def app():
+    with cf.app_aside("desk_workbench") as flask_app:
+        yield flask_app
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +38,13 @@ def office(app):
     from flask_appbuilder.security.sqla.models import User
 
     from app.extensions import db
-    from app.seed import ensure_user
     from models.desk import Ticket
 
-    tokens = cf.login_tokens(app)
-    a = seed_estate(app, tokens, "WBA", 1)
-    b = seed_estate(app, tokens, "WBB", 2)
+    office = two_estates(app, ("WBA", "WBB"), ROLES)
     with app.app_context():
-        for role in ROLES:
-            ensure_user(app.appbuilder.sm, f"{role.lower()}_a", role, role, "甲", cf.PASSWORD, estates=[a["estate"]])
-        db.session.commit()
         staff_a = db.session.execute(select(User.id).where(User.username == "staff_a")).scalar_one()
         past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
-        for estate in (a["estate"], b["estate"]):
+        for estate in (office["A"], office["B"]):
             ids = (
                 db.session.execute(
                     select(Ticket.id).where(Ticket.estate_id == estate, Ticket.status.in_(("new", "in_progress")))
@@ -79,14 +62,7 @@ def office(app):
             db.session.execute(update(Ticket).where(Ticket.id == ids[1]).values(escalation_level=1, assignee_id=None))
         db.session.commit()
         db.session.remove()
-    client = app.test_client()
-    scoped = {}
-    for role in ROLES:
-        resp = client.post(
-            "/api/v1/security/login", json={"username": f"{role.lower()}_a", "password": cf.PASSWORD, "provider": "db"}
-        )
-        scoped[role] = resp.json["access_token"]
-    return {"A": a["estate"], "B": b["estate"], "tokens": scoped, "admin": tokens["Admin"]}
+    return office
 
 
 def _screen(app, username: str):

@@ -99,8 +99,12 @@ def page(new_page):
 
 
 def sign_in(page, role: str) -> None:
-    """Sign in through the /login/ form and wait for the redirect away from it."""
-    page.goto("/login/")
+    """Sign in as ``role`` (or a username) from the home page, by its login link and the form,
+    and wait for the redirect away from it."""
+    page.goto("/")
+    if page.locator("input[name=username]").count() == 0:
+        with page.expect_navigation():
+            page.locator("a[href*='/login']").first.click()
     page.fill("input[name=username]", role.lower())
     page.fill("input[name=password]", PASSWORD)
     with page.expect_navigation():

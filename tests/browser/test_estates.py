@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from tests.browser.conftest import sign_in
 from tests.conftest import PASSWORD
 
 
@@ -53,18 +54,6 @@ def two_estates(app):
     return {"names": names, "ids": ids, "staff": f"estate_staff_{tag.lower()}", "tag": tag}
 
 
-def _sign_in(page, username: str) -> None:
-    page.goto("/")
-    if page.locator("input[name=username]").count() == 0:  # the home page links to the login form
-        with page.expect_navigation():
-            page.locator("a[href*='/login']").first.click()
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.locator("form [type=submit]").first.click()
-    assert "/login" not in page.url, page.content()[:500]
-
-
 def _residents_by_menu(page) -> None:
     page.locator("a.dropdown-toggle", has_text="业主档案").first.click()
     with page.expect_navigation():
@@ -90,7 +79,7 @@ def _estate_cells(page) -> list[str]:
 
 def test_a_company_user_reads_every_estate_and_narrows_to_one(page, two_estates, artifacts):
     names = two_estates["names"]
-    _sign_in(page, "admin")
+    sign_in(page, "admin")
     _residents_by_menu(page)
     offered = _estate_filter(page)
     assert names["A"] in offered and names["B"] in offered, offered
@@ -105,7 +94,7 @@ def test_a_company_user_reads_every_estate_and_narrows_to_one(page, two_estates,
 
 def test_a_staff_member_of_one_estate_meets_no_other(page, two_estates, artifacts):
     names = two_estates["names"]
-    _sign_in(page, two_estates["staff"])
+    sign_in(page, two_estates["staff"])
     _residents_by_menu(page)
     page.screenshot(path=str(artifacts / "estates-staff-residents.png"), full_page=True)
     assert set(_estate_cells(page)) == {names["A"]}

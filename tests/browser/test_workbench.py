@@ -7,24 +7,12 @@ import re
 
 import pytest
 
-from tests.conftest import PASSWORD
-
-
-def _sign_in(page, username: str) -> None:
-    page.goto("/")
-    if page.locator("input[name=username]").count() == 0:
-        with page.expect_navigation():
-            page.locator("a[href*='/login']").first.click()
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.locator("form [type=submit]").first.click()
-    assert "/login" not in page.url, page.content()[:500]
+from tests.browser.conftest import sign_in
 
 
 @pytest.mark.parametrize("role", ["Staff", "Supervisor", "Manager"])
 def test_a_tile_opens_the_list_it_counts(page, role, artifacts):
-    _sign_in(page, role.lower())
+    sign_in(page, role.lower())
     page.wait_for_selector(".desk-workbench")
     page.screenshot(path=str(artifacts / f"workbench-{role.lower()}.png"), full_page=True)
     tiles = page.locator("a.desk-tile")
@@ -45,7 +33,7 @@ def test_a_tile_opens_the_list_it_counts(page, role, artifacts):
 
 
 def test_the_committee_reads_figures_and_nothing_personal(page, artifacts):
-    _sign_in(page, "committee")
+    sign_in(page, "committee")
     page.wait_for_selector(".desk-workbench")
     page.screenshot(path=str(artifacts / "workbench-committee.png"), full_page=True)
     assert page.locator("a.desk-tile").count() == 0
