@@ -126,8 +126,8 @@ TICKET_LABELS = {
     "owner": T("业主", "Owner"),
     "owner.name": T("业主", "Owner"),
     "resident": T("住户", "Resident"),
-    "visitor_name": T("来访人", "Visitor"),
-    "visitor_phone": T("来访人电话", "Visitor phone"),
+    "visitor_name": T("报事人（来电人）", "Caller"),
+    "visitor_phone": T("报事人电话", "Caller phone"),
     "kind": T("类别", "Class"),
     "subkind": T("细类", "Sub-class"),
     "channel": T("渠道", "Channel"),
@@ -713,7 +713,7 @@ class Ticket(AuditedModel):
                     )
                 ]
         if not (self.unit_id or self.unit or self.visitor_name):
-            errors["unit"] = [str(T("请选择报事房屋，或填写来访人姓名", "Choose the unit, or give the visitor's name"))]
+            errors["unit"] = [str(T("请选择报事房屋，或填写报事人姓名", "Choose the unit, or give the caller's name"))]
         for field, vocab in (
             ("responsibility", RESPONSIBILITIES),
             ("medical_path", MEDICAL_PATHS),
