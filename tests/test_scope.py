@@ -182,7 +182,9 @@ def test_registers_and_reports_count_estate_a_only(app, estates):
 
     api = api_client(app, estates["tokens"]["Manager"])
     admin = api_client(app, estates["admin"])
-    today = dt.date.today().isoformat()
+    from models.fees import local_today
+
+    today = local_today().isoformat()  # the office's day: reports and registers count local dates
     mine = api.get(f"/api/v1/ticket/report?from={today}&to={today}").json
     both = admin.get(f"/api/v1/ticket/report?from={today}&to={today}").json
     only_a = admin.get(f"/api/v1/ticket/report?from={today}&to={today}&estate={estates['A']}").json

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import re
 import uuid
@@ -171,7 +170,9 @@ def test_no_spreadsheet_ever_holds_a_formula(scene_app, scene_tokens, scene):
             db.session.commit()
             db.session.remove()
 
-    today = dt.date.today().isoformat()
+    from models.fees import local_today
+
+    today = local_today().isoformat()  # the office's day: reports and registers count local dates
     client = cf.FreshContextClient(app, app.test_client())
     assert client.post("/login/", data={"username": "admin", "password": cf.PASSWORD}).status_code == 302
     urls = set()

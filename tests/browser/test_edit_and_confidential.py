@@ -63,7 +63,8 @@ def test_a_clerk_assigns_the_handler_on_the_edit_page(page, login, repair_ticket
     page.keyboard.press("Escape")
     dropdown = _select2_open(page, "assignee")
     dropdown.locator(".select2-search__field").type("e", delay=20)
-    dropdown.locator(".select2-results__option").first.wait_for(state="visible")
+    # (the results arrive by AJAX: wait for them, not for select2's "正在搜索…" line)
+    dropdown.locator(".select2-results__option:not(.loading-results)", has_text="(staff)").first.wait_for(state="visible")
     offered = " ".join(dropdown.locator(".select2-results__option").all_inner_texts())
     assert "(staff)" in offered and "(committee)" not in offered and "(admin)" not in offered and "(system)" not in offered
     page.keyboard.press("Escape")
