@@ -61,7 +61,7 @@ def preset_asked(resource):
         return None
     preset = presets_of(resource.model).get(name)
     if preset is None:
-        abort(400, description=f"preset: {MSG_NO_PRESET} ({name})")
+        abort(400, description=f"{MSG_NO_PRESET}：{name}")  # the API names the field (views/base.py)
     return preset
 
 
