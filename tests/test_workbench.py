@@ -104,6 +104,22 @@ def test_every_tile_counts_what_its_list_shows(app, office, role):
         assert 'class="btn btn-sm btn-primary active"' in shown  # the named view is marked on the list
 
 
+@pytest.mark.parametrize("role", ("Admin", *ROLES))
+def test_every_link_on_the_workbench_opens(app, office, role):
+    """No link on a role's home page leads to a refusal or an error (a Committee member is not
+    offered the arrears by household, which it may not read)."""
+    screen = _screen(app, "admin" if role == "Admin" else f"{role.lower()}_a")
+    page = screen.get("/").get_data(as_text=True)
+    body = page.split('class="desk-workbench"', 1)[1]
+    links = sorted(set(h.replace("&amp;", "&") for h in re.findall(r'href="(/[^"]*)"', body)))
+    assert links, role
+    for href in links:
+        resp = screen.get(href)
+        assert resp.status_code == 200, f"{role}: {href} answers {resp.status_code}"
+    if role == "Committee":
+        assert "/collection_report/arrears" not in body
+
+
 def test_tiles_count_estate_a_only(app, office):
     """The overdue, escalated and unassigned requests of estate B are not in A's counts."""
     from app.extensions import db

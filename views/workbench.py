@@ -206,5 +206,6 @@ def workbench(session) -> dict:
             out["panels"].append({"kind": panel, "fig": fig})
         elif panel == "money_figures" and _may_read("collection_report"):
             fig = figures(panel, lambda: money_figures(session, m, estates), m, estates)
-            out["panels"].append({"kind": panel, "fig": fig})
+            # arrears by household are owners' financial data: for those who read bills
+            out["panels"].append({"kind": panel, "fig": fig, "arrears_link": _may_read("bill")})
     return out
