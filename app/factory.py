@@ -97,6 +97,7 @@ def create_app(config_overrides: dict | None = None) -> Flask:
 
     app.jinja_env.globals["desk_people"] = working_people
     app.jinja_env.filters["desk_local"] = _local_time
+    app.jinja_env.filters["desk_person"] = _person_name
 
     with app.app_context():
         import models  # noqa: F401  (every table on the metadata before FAB starts)
@@ -219,6 +220,13 @@ def _jwt_errors_as_401(jwt_manager) -> None:
     @jwt_manager.expired_token_loader
     def _expired(jwt_header, jwt_payload):
         return jsonify(message=str(sorry)), 401
+
+
+def _person_name(user) -> str:
+    """A person on a printed form: the name (姓名), the login only when no name is recorded."""
+    if user is None:
+        return ""
+    return f"{user.first_name or ''}{user.last_name or ''}".strip() or user.username
 
 
 def _local_time(value) -> str:

@@ -432,6 +432,7 @@ def test_payment_api_receipt_and_roles(app, db_session, unit, api, web):
     page = web("Staff").get(f"/payment/receipt/{pid}")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "收款收据" in html and "壹佰元整" in html and "88.50" in html
+    assert "收款人：StaffTester" in html  # the collector's name (first and last), not the login
     assert web("Committee").get(f"/payment/receipt/{pid}").status_code == 403
     # Void through the API (a declared action): the version is required (422 naming it), a stale one is 409.
     version = api("Staff").get(f"/api/v1/payment/{pid}").json["result"]["version"]
