@@ -139,6 +139,12 @@ PANELS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _in_scope(resource: str):
+    """The user's estates as a condition on the resource's rows (all rows: ``true()``)."""
+    clause = clause_for(REGISTRY[resource])
+    return true() if clause is None else clause
+
+
 def _may_read(resource: str) -> bool:
     return bool(current_app.appbuilder.sm.has_access("can_read", resource))
 
@@ -173,9 +179,7 @@ def workbench(session) -> dict:
     for t in tiles:
         by_table.setdefault(t.resource, []).append(t)
     for name, group in by_table.items():
-        res = REGISTRY[name]
-        scope = clause_for(res)
-        got = preset_counts(session, res.model, [t.preset for t in group], m, scope if scope is not None else true())
+        got = preset_counts(session, REGISTRY[name].model, [t.preset for t in group], m, _in_scope(name))
         counts.update({(name, p): n for p, n in got.items()})
     out = {
         "moment": m,
@@ -194,12 +198,10 @@ def workbench(session) -> dict:
     estates = user_estates()
     for panel in panels:
         if panel == "my_tickets" and _may_read("ticket"):
-            scope = clause_for(REGISTRY["ticket"])
-            rows = my_open_tickets(session, m, scope if scope is not None else true())
+            rows = my_open_tickets(session, m, _in_scope("ticket"))
             out["panels"].append({"kind": panel, "rows": rows, "now": m.now})
         elif panel == "duty" and _may_read("duty_shift"):
-            scope = clause_for(REGISTRY["duty_shift"])
-            shifts = duty_today(session, m, scope if scope is not None else true())
+            shifts = duty_today(session, m, _in_scope("duty_shift"))
             out["panels"].append({"kind": panel, "rows": shifts, "gaps": duty_gaps(shifts, m)})
         elif panel == "desk_figures" and _may_read("ticket"):
             fig = figures(panel, lambda: desk_month_figures(session, m, estates), m, estates)
