@@ -177,6 +177,30 @@ def test_lookups_offer_estate_a_only(app, estates):
     assert f'value="{estates["B"]}"' not in form.split('id="estate"', 1)[1].split("</select>", 1)[0]
 
 
+def test_an_import_into_estate_b_is_refused_and_writes_nothing(app, estates):
+    """A unit import names its estate: estate B is not offered to a user of A, and a file sent
+    for it anyway is refused naming the estate, with nothing written."""
+    from sqlalchemy import func
+
+    from app.extensions import db
+    from models.archives import Unit
+    from tests.test_excel_import import post, row, xlsx
+
+    def units_of_b():
+        with app.app_context():
+            n = db.session.execute(select(func.count()).select_from(Unit).where(Unit.estate_id == estates["B"])).scalar()
+            db.session.remove()
+        return n
+
+    screen = _screen(app, "Staff")
+    form = screen.get("/unit/import/").get_data(as_text=True)
+    assert f'value="{estates["A"]}"' in form and f'value="{estates["B"]}"' not in form
+    before = units_of_b()
+    resp = post(screen, estates["B"], xlsx([row(building="1", code="1-1-SCOPE")]), dry_run=False)
+    assert resp.status_code == 422 and [e["field"] for e in resp.json["errors"]] == ["estate"], resp.get_data(as_text=True)[:300]
+    assert units_of_b() == before
+
+
 def test_registers_and_reports_count_estate_a_only(app, estates):
     import datetime as dt
 
