@@ -181,30 +181,69 @@ def arrears_page(session, args: dict, page: int, size: int) -> tuple[list[dict],
     return rows, arrears_count(session, args["as_of"], estate_id=args["estate"])
 
 
-def chart_series(figures: dict) -> dict[str, tuple[list, dict]]:
-    """The report's bar charts as data: name -> (bars (label, value), how to draw them)."""
+def _money(v) -> str:
+    return f"¥{Decimal(v):,.2f}"
+
+
+def _rate_details(rows: list[dict]) -> list[list[str]]:
+    return [
+        [f"{T('应收', 'Billed')} {_money(a['billed'])}", f"{T('实收', 'Collected')} {_money(a['collected'])}"]
+        for a in rows
+    ]
+
+
+def aging_series(aging: list[dict]) -> dict:
+    """The arrears aging chart: the buckets, one stacked series per estate (the table's rows)."""
+    return {
+        "categories": [label for _key, label, _lo, _hi in BUCKETS],
+        "series": [(row["estate_name"], [row[key] for key, *_ in BUCKETS]) for row in aging],
+        "title": T("欠费账龄（元）", "Arrears by age (CNY)"),
+        "unit": T("元", " CNY"),
+        "decimals": 2,
+        "stack": True,
+        "total": T("合计", "Total"),
+    }
+
+
+def chart_series(figures: dict) -> dict[str, dict]:
+    """The report's charts as data: name -> the arguments of ``views.reports.chart``, each from
+    the same rows as the table under it. Rates are in percent on an axis to 100%."""
 
     def pct(rate):
-        return round((rate or 0) * 100, 1)
+        return None if rate is None else round(float(rate) * 100, 2)
 
-    col, aging = figures["collection"], figures["aging"]
+    col, income = figures["collection"], figures["income"]
+    rate = T("收缴率", "Collection rate")
     return {
-        "by_month": (
-            [(a["label"][2:], pct(a["rate"])) for a in col["by_month"]],
-            {"title": str(T("各月收缴率（%）", "Collection rate per month (%)"))},
-        ),
-        "by_item": (
-            [(str(a["label"]), pct(a["rate"])) for a in col["by_item"]],
-            {"title": str(T("各收费项目收缴率（%）", "Collection rate per item (%)")), "horizontal": True, "color": "#4a9a5a"},
-        ),
-        "aging": (
-            [(str(label), float(sum((row[key] for row in aging), Decimal(0)))) for key, label, _, _ in BUCKETS],
-            {"title": str(T("欠费账龄（元）", "Arrears by age (CNY)")), "width": 420, "height": 220, "color": "#b4543c"},
-        ),
-        "income": (
-            [(m["label"], float(m["amount"])) for m in figures["income"]["by_method"]],
-            {"title": str(T("各付款方式收入（元）", "Income by method (CNY)")), "horizontal": True, "color": "#8a6db4"},
-        ),
+        "by_month": {
+            "categories": [a["label"] for a in col["by_month"]],
+            "series": [(rate, [pct(a["rate"]) for a in col["by_month"]])],
+            "title": T("各月收缴率（%）", "Collection rate per month (%)"),
+            "unit": "%",
+            "decimals": 1,
+            "axis_max": 100,
+            "details": _rate_details(col["by_month"]),
+        },
+        "by_item": {
+            "categories": [str(a["label"]) for a in col["by_item"]],
+            "series": [(rate, [pct(a["rate"]) for a in col["by_item"]])],
+            "title": T("各收费项目收缴率（%）", "Collection rate per item (%)"),
+            "unit": "%",
+            "decimals": 1,
+            "axis_max": 100,
+            "horizontal": True,
+            "details": _rate_details(col["by_item"]),
+        },
+        "aging": aging_series(figures["aging"]),
+        "income": {
+            "categories": [m["label"] for m in income["methods"]],
+            "series": [(str(r["label"]), [r[m["method"]] for m in income["methods"]]) for r in income["by_item"]],
+            "title": T("各付款方式收入（元）", "Income by method (CNY)"),
+            "unit": T("元", " CNY"),
+            "decimals": 2,
+            "stack": True,
+            "total": T("合计", "Total"),
+        },
     }
 
 

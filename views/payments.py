@@ -322,10 +322,10 @@ register(
 
 # --- reports ---------------------------------------------------------------------------------
 def report_charts(figures: dict) -> dict:
-    """The report's bar charts, drawn here as SVG (nothing loaded from outside)."""
-    from views.reports import bar_chart_svg
+    """The report's charts (views/reports.py ``chart``: drawn by the product's own ECharts)."""
+    from views.reports import chart
 
-    return {name: bar_chart_svg(bars, **how) for name, (bars, how) in chart_series(figures).items()}
+    return {name: chart(**spec) for name, spec in chart_series(figures).items()}
 
 
 def sees_unit_arrears() -> bool:
@@ -378,8 +378,11 @@ class CollectionReportViewMixin:
             abort(403)
         args, page, size = self._args_or_400(paged=True)
         rows, total = arrears_page(self.datamodel.session, args, page, size)
+        from views.reports import arrears_aging
+
         return self.render_template(
-            "desk/fee_arrears.html", args=args, rows=rows, buckets=BUCKETS, page=page, size=size, total=total
+            "desk/fee_arrears.html", args=args, rows=rows, buckets=BUCKETS, page=page, size=size, total=total,
+            **arrears_aging(self.datamodel.session, args),
         )
 
     @expose("/report.xlsx")

@@ -135,8 +135,12 @@ class RenovationViewMixin(RenovationRules):
     @expose("/report", methods=["GET"])
     @has_access
     def report(self):
+        from views.reports import renovation_charts
+
         lists = report_lists(self.datamodel.session, estates=user_estates())
-        return self.render_template("desk/renovation_report.html", lists=lists, statuses=RENOVATION_STATUSES)
+        return self.render_template(
+            "desk/renovation_report.html", lists=lists, statuses=RENOVATION_STATUSES, charts=renovation_charts(lists)
+        )
 
 
 class RenovationApiMixin(RenovationRules):

@@ -50,7 +50,7 @@ from models.services import (
 from views.actions import _openapi, parse_inputs
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
 from views.registry import REGISTRY, Action, Input, Lookup, Related, Resource, Section, moves_to, register
-from views.reports import bar_chart_svg
+from views.reports import chart
 from views.scope import scoped_range
 
 MSG_DEMO_PRICE = T("示例价格", "Demo price")
@@ -99,21 +99,34 @@ def report(session, args) -> tuple:
 
 
 def report_charts(fig: dict) -> dict:
+    """The report's charts (views/reports.py ``chart``), from the rows of the tables under them."""
+    items = fig["by_item"][:20]
     return {
-        "revenue_by_item": bar_chart_svg(
-            [(x["item"], float(x["revenue"])) for x in fig["by_item"][:20]],
-            title=str(T("各服务项目收入（元）", "Revenue per service (CNY)")),
+        "revenue_by_item": chart(
+            [x["item"] for x in items],
+            [(T("收入", "Revenue"), [x["revenue"] for x in items])],
+            title=T("各服务项目收入（元）", "Revenue per service (CNY)")
+            if len(fig["by_item"]) <= 20
+            else T("收入最多的 20 个服务项目（元）", "The 20 services with the most revenue (CNY)"),
+            unit=T("元", " CNY"),
+            decimals=2,
             horizontal=True,
         ),
-        "by_month": bar_chart_svg(
-            [(m["month"], float(m["revenue"])) for m in fig["by_month"]],
-            title=str(T("每月收入（元）", "Revenue per month (CNY)")),
+        "by_month": chart(
+            [m["month"] for m in fig["by_month"]],
+            [(T("收入", "Revenue"), [m["revenue"] for m in fig["by_month"]])],
+            title=T("每月收入（元）", "Revenue per month (CNY)"),
+            unit=T("元", " CNY"),
+            decimals=2,
         ),
-        "satisfaction_by_staff": bar_chart_svg(
-            [(s["staff"], s["satisfaction"] or 0) for s in fig["by_staff"]],
-            title=str(T("员工服务满意度（平均分）", "Satisfaction per staff member (average)")),
+        "satisfaction_by_staff": chart(
+            [s["staff"] for s in fig["by_staff"]],
+            [(T("满意度", "Satisfaction"), [s["satisfaction"] for s in fig["by_staff"]])],
+            title=T("员工服务满意度（平均分，满分 5）", "Satisfaction per staff member (average of 5)"),
+            unit=T("分", ""),
+            decimals=2,
             horizontal=True,
-            color="#4a9a5a",
+            axis_max=5,
         ),
     }
 
