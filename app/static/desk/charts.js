@@ -11,10 +11,11 @@
   var esc = window.echarts.format.encodeHTML;
   var charts = [];
 
-  function formatter(spec) {
+  // Values as the tables write them (the spec's decimals); the axis without needless decimals.
+  function formatter(spec, axis) {
     var digits = spec.decimals || 0;
     var nf = new Intl.NumberFormat(lang === "en" ? "en-US" : "zh-CN", {
-      minimumFractionDigits: digits, maximumFractionDigits: digits
+      minimumFractionDigits: axis ? 0 : digits, maximumFractionDigits: digits
     });
     return function (v) {
       if (v === null || v === undefined || v === "-" || (typeof v === "number" && isNaN(v))) { return "—"; }
@@ -55,11 +56,13 @@
 
   function option(spec) {
     var fmt = formatter(spec);
+    var axisFmt = formatter(spec, true);
     var many = spec.series.length > 1;
     var valueAxis = {
       type: "value",
       min: 0,
-      axisLabel: { formatter: function (v) { return fmt(v); } },
+      minInterval: spec.decimals ? 0 : 1,  // counts: whole ticks only
+      axisLabel: { formatter: function (v) { return axisFmt(v); } },
       splitLine: { lineStyle: { color: "#e5e5e5" } }
     };
     if (typeof spec.max === "number") {
@@ -79,9 +82,9 @@
       animationDuration: 300,
       color: ["#3c78b4", "#4a9a5a", "#e0a030", "#b4543c", "#8a6db4", "#3aa6a6", "#c06c9c", "#7f8c8d"],
       textStyle: { fontFamily: "inherit" },
-      title: { text: spec.title, left: 0, textStyle: { fontSize: 13, fontWeight: "normal", color: "#333" } },
-      legend: many ? { top: 24, left: 0, type: "scroll" } : undefined,
-      grid: { left: 8, right: spec.horizontal ? 72 : 16, top: many ? 64 : 36, bottom: 8, containLabel: true },
+      title: { text: spec.title, left: 0, top: 0, padding: 0, textStyle: { fontSize: 13, fontWeight: "normal", color: "#333" } },
+      legend: many ? { top: 24, left: 0, padding: 0, type: "scroll" } : undefined,
+      grid: { left: 8, right: spec.horizontal ? 72 : 16, top: many ? 62 : 40, bottom: 8, containLabel: true },
       tooltip: {
         trigger: "axis",
         axisPointer: { type: "shadow" },
@@ -101,13 +104,27 @@
           label: {
             show: labelled,
             position: spec.horizontal ? "right" : "top",
-            formatter: function (p) { return fmt(p.value); },
+            formatter: function (p) { return p.value ? fmt(p.value) : ""; },  // no "0" over nothing
             fontSize: 11
           },
           emphasis: { focus: many ? "series" : "none" }
         };
       })
     };
+  }
+
+  // The drawn size as the SVG's viewBox too, so that print styles can scale a chart down to the
+  // paper (ECharts' own SVG has a fixed width and no viewBox; it leaves this attribute alone).
+  function fit(chart, size) {
+    if (size) {
+      chart.resize({ width: size.width, height: size.height, animation: { duration: 0 } });
+      // Painted now, not at the next frame: a page being printed gets no next frame.
+      chart.getZr().refreshImmediately();
+    } else if (size === null) {
+      chart.resize();
+    }
+    var svg = chart.getDom().querySelector("svg");
+    if (svg) { svg.setAttribute("viewBox", "0 0 " + chart.getWidth() + " " + chart.getHeight()); }
   }
 
   function draw(el) {
@@ -123,24 +140,44 @@
     var chart = window.echarts.init(el, null, { renderer: "svg", locale: lang === "en" ? "EN" : "ZH" });
     chart.on("finished", function () { el.setAttribute("data-chart-ready", "1"); });
     chart.setOption(option(spec));
+    fit(chart);
     charts.push(chart);
   }
 
-  function resize() { charts.forEach(function (c) { c.resize(); }); }
+  // On paper (A4 less its margins is about 700 px) a chart is drawn at most this wide.
+  var PRINT_WIDTH = 680;
+  var printing = false;
+
+  function resize() { charts.forEach(function (c) { fit(c, null); }); }
+
+  function toPaper() {
+    if (printing) { return; }
+    printing = true;
+    charts.forEach(function (c) {
+      if (c.getWidth() > PRINT_WIDTH) { fit(c, { width: PRINT_WIDTH, height: c.getHeight() }); }
+    });
+  }
+
+  function toScreen() {
+    if (!printing) { return; }
+    printing = false;
+    charts.forEach(function (c) { fit(c, { width: "auto", height: "auto" }); });
+  }
 
   function start() {
     Array.prototype.forEach.call(document.querySelectorAll(".desk-chart[data-chart]"), draw);
     var pending;
     window.addEventListener("resize", function () {
+      if (printing) { return; }
       clearTimeout(pending);
       pending = setTimeout(resize, 100);
     });
-    // Printing lays the page out at the paper's width: redraw at that width, and back after.
-    window.addEventListener("beforeprint", resize);
-    window.addEventListener("afterprint", resize);
+    window.addEventListener("beforeprint", toPaper);
+    window.addEventListener("afterprint", toScreen);
     if (window.matchMedia) {
       var print = window.matchMedia("print");
-      if (print.addEventListener) { print.addEventListener("change", resize); }
+      var follow = function (e) { if (e.matches) { toPaper(); } else { toScreen(); } };
+      if (print.addEventListener) { print.addEventListener("change", follow); }
     }
   }
 
