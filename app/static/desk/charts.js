@@ -23,17 +23,19 @@
     };
   }
 
-  function dataMax(spec) {
-    var top = 0;
+  // The data's range, [lowest, highest]; a stacked chart's highest is its tallest stack.
+  function dataRange(spec) {
+    var low = 0, top = 0;
     var sums = [];
     spec.series.forEach(function (s) {
       s.data.forEach(function (v, i) {
         if (typeof v !== "number") { return; }
         sums[i] = (sums[i] || 0) + v;
+        low = Math.min(low, spec.stack ? Math.min(sums[i], v) : v);
         top = Math.max(top, spec.stack ? sums[i] : v);
       });
     });
-    return top;
+    return [low, top];
   }
 
   function tooltip(spec, fmt) {
@@ -58,16 +60,17 @@
     var fmt = formatter(spec);
     var axisFmt = formatter(spec, true);
     var many = spec.series.length > 1;
+    var range = dataRange(spec);
     var valueAxis = {
       type: "value",
-      min: 0,
+      min: range[0],  // 0, or lower only for a negative figure: the axis is never cut
       minInterval: spec.decimals ? 0 : 1,  // counts: whole ticks only
       axisLabel: { formatter: function (v) { return axisFmt(v); } },
       splitLine: { lineStyle: { color: "#e5e5e5" } }
     };
     if (typeof spec.max === "number") {
-      valueAxis.max = Math.max(spec.max, dataMax(spec));
-    } else if (dataMax(spec) === 0) {
+      valueAxis.max = Math.max(spec.max, range[1]);
+    } else if (range[1] === 0) {
       valueAxis.max = 1;  // nothing to show: an axis 0..1, not one invented from nothing
     }
     var categoryAxis = {
