@@ -54,7 +54,7 @@ def chart(
     copy of ECharts (``static/desk/vendor/echarts``): ``<div class="desk-chart" data-chart=...>``.
 
     ``series``: ``(name, values)`` pairs, one value per category, from the same figures the table
-    under the chart shows. The value axis starts at 0; ``axis_max`` (100 for rates in percent, 5 for
+    under the chart shows. The value axis starts at 0 (lower only for a negative figure); ``axis_max`` (100 for rates in percent, 5 for
     scores) is its top unless a value is higher, so a 0.4% rate is a sliver, not a full bar; without
     it the axis is scaled to the data. ``unit`` follows every value shown (axis, labels, tooltip);
     ``details``: more lines per category for the tooltip; ``total``: the label of a stacked
