@@ -48,7 +48,10 @@ PROPAGATE_EXCEPTIONS = False
 
 # --- language and time ----------------------------------------------------------------------
 BABEL_DEFAULT_LOCALE = env("LANGUAGE", "zh")
-BABEL_DEFAULT_FOLDER = "translations"
+# Our catalogue (app/translations/<lang>/LC_MESSAGES/messages.po, for FAB's and WTForms' strings),
+# relative to the app package. FAB puts its own catalogue first and Flask-Babel merges them in
+# order, so an entry of ours overrides FAB's; app.i18n.use_catalogues compiles the .po at start-up.
+BABEL_TRANSLATION_DIRECTORIES = "translations"
 LANGUAGES = {
     "zh": {"flag": "cn", "name": "简体中文"},
     "en": {"flag": "gb", "name": "English"},

@@ -58,6 +58,10 @@ def create_app(config_overrides: dict | None = None) -> Flask:
     if config_overrides:
         app.config.update(config_overrides)
     _require_secret_key(app)
+    # Our zh catalogue (FAB's and WTForms' strings FAB's own misses), compiled from its .po.
+    from app.i18n import use_catalogues
+
+    use_catalogues(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     # FAB writes permissions as views are added; ours are synced from the role matrix instead,

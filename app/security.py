@@ -18,6 +18,7 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import joinedload
 
 from app import roles as R
+from app import security_views as SV
 from models.base import utcnow
 from models.scope import UserEstate  # noqa: F401  (User.desk_estates is defined there)
 from models.security import LoginSession, credential_stamp, new_session_id
@@ -35,6 +36,15 @@ def resource_permissions(resource: str, role: str) -> set[tuple[str, str]]:
 
 class DeskSecurityManager(SecurityManager):
     _matrix_cache: dict[str, frozenset[tuple[str, str]]] | None = None
+    # FAB's security screens showing roles and permissions by their labels (app/security_views.py);
+    # no user statistics chart: FAB's loads Google's chart library from the internet.
+    userdbmodelview = SV.UserDBModelView
+    rolemodelview = SV.RoleModelView
+    groupmodelview = SV.UserGroupModelView
+    permissionmodelview = SV.PermissionModelView
+    viewmenumodelview = SV.ViewMenuModelView
+    permissionviewmodelview = SV.PermissionViewModelView
+    userstatschartview = None
 
     # --- the matrix in memory ------------------------------------------------------------
     def matrix_permissions(self) -> dict[str, frozenset[tuple[str, str]]]:

@@ -1168,6 +1168,26 @@ NOTIFICATION_KINDS = {
     "level2": T("超时升级至经理", "Late: escalated to manager"),
     "callback_late": T("回访超时", "Callback late"),
 }
+# Every kind a notification is stored with (jobs/escalation.py, renovation.py, dunning.py), as the
+# inbox shows it.
+NOTIFICATION_KIND_LABELS = {
+    **NOTIFICATION_KINDS,
+    "reply_warn": T("答复即将超时", "Reply deadline near"),
+    "reply_level1": T("答复超时·升级至主管", "Reply late: to the supervisor"),
+    "reply_level2": T("答复超时·升级至经理", "Reply late: to the manager"),
+    "resolve_warn": T("处理即将超时", "Resolution deadline near"),
+    "resolve_level1": T("处理超时·升级至主管", "Resolution late: to the supervisor"),
+    "resolve_level2": T("处理超时·升级至经理", "Resolution late: to the manager"),
+    "callback_level1": T("回访超时·升级至主管", "Callback late: to the supervisor"),
+    "callback_level2": T("回访超时·升级至经理", "Callback late: to the manager"),
+    "reno_inspection": T("装修巡查提醒", "Renovation inspection due"),
+    "reno_overdue": T("装修超期", "Renovation overdue"),
+    "rect_level1": T("整改超时·升级至主管", "Rectification late: to the supervisor"),
+    "rect_level2": T("整改超时·升级至经理", "Rectification late: to the manager"),
+    "dunning_reminder": T("缴费提醒已生成", "Payment reminders made"),
+    "dunning_formal": T("催缴通知已生成", "Formal notices made"),
+    "dunning_final": T("最后催缴通知已生成", "Final notices made"),
+}
 NOTIFICATION_CHANNELS = {
     "inbox": T("站内信", "In-app"),
     "email": T("邮件", "Email"),

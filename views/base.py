@@ -856,16 +856,17 @@ def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -
             continue
         if isinstance(column.type, Boolean):
             default = column.default.arg if column.default is not None and column.default.is_scalar else False
-            fields[col] = optional_boolean(str(resource.label_of(col)), default)
+            # Labels and hints stay lazy (T): the form classes are built once, read in each page's language.
+            fields[col] = optional_boolean(resource.label_of(col), default)
         elif isinstance(column.type, Date) and not isinstance(column.type, DateTime):
             fields[col] = date_field(
-                str(resource.label_of(col)), not column.nullable, str(resource.descriptions.get(col, ""))
+                resource.label_of(col), not column.nullable, resource.descriptions.get(col, "")
             )
         elif isinstance(column.type, UTCDateTime):
             fields[col] = LocalDateTimeField(
-                str(resource.label_of(col)),
+                resource.label_of(col),
                 validators=[Optional()] if column.nullable else [DataRequired()],
-                description=str(resource.descriptions.get(col, "")),
+                description=resource.descriptions.get(col, ""),
             )
     for col, choices in resource.choices.items():
         column = table.columns.get(col)
@@ -874,7 +875,7 @@ def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -
         # starts empty, so nobody files an emergency by leaving the form as it came.
         default = column.default.arg if column is not None and column.default is not None and column.default.is_scalar else None
         fields[col] = SelectField(
-            str(resource.label_of(col)),
+            resource.label_of(col),
             widget=Select2Widget(),
             choices=([] if required and default is not None else [("", "")]) + [(k, v) for k, v in choices.items()],
             validators=[DataRequired()] if required else [Optional()],

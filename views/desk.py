@@ -24,6 +24,7 @@ from models.desk import (
     CALLBACK_TICKET_STATUSES,
     DUTY_LABELS,
     NOTIFICATION_CHANNELS,
+    NOTIFICATION_KIND_LABELS,
     NOTIFICATION_LABELS,
     NOTIFICATION_STATES,
     POLICY_HELP,
@@ -300,7 +301,7 @@ register(
         choices={"kind": DAY_KINDS},
         descriptions={
             "day": T(
-                "由 chinese-calendar 按国务院通知装入（flask desk holidays --year 年份）；经理可修改，修改过的日期不会被覆盖",
+                "由系统按国务院办公厅的放假安排装入；经理可修改，修改过的日期不会被覆盖",
                 "Loaded from chinese-calendar (the State Council's notice; flask desk holidays --year YEAR); a Manager "
                 "may correct them, and corrected days are never overwritten",
             )
@@ -461,7 +462,7 @@ register(
         order=("id", "desc"),
         writable=False,
         labels=NOTIFICATION_LABELS,
-        choices={"channel": NOTIFICATION_CHANNELS, "state": NOTIFICATION_STATES},
+        choices={"kind": NOTIFICATION_KIND_LABELS, "channel": NOTIFICATION_CHANNELS, "state": NOTIFICATION_STATES},
         base_filters=[["user_id", FilterEqualFunction, lambda: g.user.id]],
         view_mixins=(NotificationViewMixin,),
         api_mixins=(NotificationApiMixin,),

@@ -65,7 +65,7 @@ LABELS = {
 }
 ALLOCATED = T("冲抵金额", "Amount allocated")
 AUDIT = Section(T("记录", "Record"), ["created_at", "created_by.username", "changed_at", "changed_by.username"])
-PERIOD_FORMAT = T("格式 YYYY-MM", "YYYY-MM")
+PERIOD_FORMAT = T("格式如 2025-03", "YYYY-MM, e.g. 2025-03")
 
 
 def linked_rows(resource: str, rows: list[dict], pk: str) -> list[dict]:
@@ -489,6 +489,6 @@ register(
                 columns=["unit.code", "owner.name", "item.name", "amount", "status"],
             ),
         ],
-        descriptions={"period": T("格式 YYYY-MM；新增即发起计费，重复计费不会重复出账", "YYYY-MM; a rerun never bills twice")},
+        descriptions={"period": T("格式如 2025-03；新增即发起计费，重复计费不会重复出账", "YYYY-MM; a rerun never bills twice")},
     )
 )

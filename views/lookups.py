@@ -139,7 +139,7 @@ def lookup_field(resource, lk, datamodel):
     prop = getattr(resource.model, lk.column).property
     nullable = all(c.nullable for c in prop.local_columns)
     return LookupField(
-        str(resource.label_of(lk.column)),
+        resource.label_of(lk.column),  # lazy: read in the page's language when the form is drawn
         validators=[Optional()] if nullable else [DataRequired()],
         lookup=lk,
         related_model=prop.mapper.class_,
