@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.i18n import T
 from models.base import AuditedModel, UTCDateTime, utcnow
+from models.errors import Conflict
 from models.scope import InUnitsEstate
 
 MONEY = Numeric(14, 2)
@@ -40,7 +41,8 @@ PAYMENT_METHODS = {
     "wechat": T("微信支付", "WeChat Pay"),
     "alipay": T("支付宝", "Alipay"),
 }
-PAYMENT_STATUSES = {"valid": T("有效", "Valid"), "void": T("已作废", "Void")}
+PAYMENT_STATUSES = {"valid": T("有效", "Valid"), "void": T("已作废", "VOID")}
+VOID_MARK = PAYMENT_STATUSES["void"]  # how a voided payment or receipt is marked wherever it appears
 DUNNING_STAGES = {
     "reminder": T("缴费提醒", "Reminder"),
     "formal": T("催缴通知", "Formal notice"),
@@ -613,6 +615,242 @@ def record_payment(
     return payment
 
 
+# --- collecting at the desk (收款) ------------------------------------------------------------------
+# The clerk ticks the unit's open bills on a form (views/collect.py) that showed each bill's amount
+# due as it was read; the payment is recorded by ``record_payment`` for exactly what was ticked,
+# plus any amount paid in advance. A bill paid or changed by someone else since the form was read
+# is a conflict, never a silent difference between what the payer was told and what is recorded.
+COLLECT_BACKDATE_DAYS = 366  # a payment date at most a year back (a late-entered bank transfer)
+COLLECT_TEXTS = {"payer_name": 64, "reference": 64, "note": 2000}
+
+
+class BillsChanged(Conflict):
+    """A ticked bill was paid or changed since the form was read (409 naming ``bills``)."""
+
+    field = "bills"
+
+
+def _bill_words(period: str, item: str | None) -> str:
+    return f"{period} {item or ''}".strip()
+
+
+def open_bills_of(session, unit_id: int) -> list[dict]:
+    """The unit's unpaid bills as the collect form shows them, oldest first (due date, id): the
+    amount, the late fee still owed (less any waiver), what was paid, what is due now, and the
+    version and amount due the form sends back to prove what the clerk saw."""
+    from sqlalchemy import select
+
+    from models.fees import Bill, FeeItem
+
+    rows = session.execute(
+        select(Bill, FeeItem.name)
+        .join(FeeItem, FeeItem.id == Bill.item_id)
+        .where(Bill.unit_id == unit_id, Bill.status.in_(PAYABLE_STATUSES))
+        .order_by(Bill.due_date, Bill.id)
+    ).all()
+    return [
+        {
+            "id": b.id,
+            "version": b.version,
+            "period": b.period,
+            "item": item,
+            "due_date": b.due_date,
+            "amount": Decimal(b.amount),
+            "late_fee": b.late_fee_left,
+            "paid": Decimal(b.paid_amount),
+            "outstanding": b.outstanding,
+            "disputed": bool(b.disputed),
+            "status": b.status,
+        }
+        for b, item in rows
+    ]
+
+
+def parse_collect_bills(raw) -> list[dict]:
+    """The ticked bills: ``[12, 13]`` or ``[{"id": 12, "version": 3, "due": "100.00"}, ...]``
+    (version and due optional: each given one is checked). Refused naming ``bills``."""
+    from models.errors import FieldErrors
+
+    bad = FieldErrors(
+        {"bills": [_msg("账单应为编号列表，或含 id、version、due 的对象列表", "Bill ids, or objects with id, version, due")]}
+    )
+    if raw is None or raw == "":
+        return []
+    if not isinstance(raw, list) or len(raw) > 500:
+        raise bad
+    out, seen = [], set()
+    for entry in raw:
+        entry = entry if isinstance(entry, dict) else {"id": entry}
+        if set(entry) - {"id", "version", "due"}:
+            raise bad
+        bid, version, due = entry.get("id"), entry.get("version"), entry.get("due")
+        for value, low in ((bid, 1), (version, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63):
+                raise bad
+        if bid is None or bid in seen:
+            raise bad
+        seen.add(bid)
+        out.append({"id": bid, "version": version, "due": None if due in (None, "") else to_money(due, "bills", positive=False)})
+    return out
+
+
+def _paid_at(paid_on, today: dt.date) -> dt.datetime:
+    """The payment's time: now for today, noon in the office's zone for a day before."""
+    from zoneinfo import ZoneInfo
+
+    if paid_on is None or paid_on == today:
+        return utcnow()
+    return dt.datetime.combine(paid_on, dt.time(12), ZoneInfo(_display_tz())).astimezone(dt.UTC)
+
+
+def collect_payment(
+    session,
+    unit,
+    bills,
+    extra=None,
+    method: str = "cash",
+    paid_on: dt.date | str | None = None,
+    *,
+    payer_name: str | None = None,
+    reference: str | None = None,
+    note: str | None = None,
+) -> Payment:
+    """Collect the ticked ``bills`` of ``unit`` (``parse_collect_bills``' dicts) and ``extra`` paid
+    in advance: one payment through ``record_payment`` (its receipt number, its allocation to the
+    ticked bills, the rest prepaid). Checked first, all errors at once (422 naming each field):
+    the method, the extra amount, the date (not in the future, at most a year back), the texts,
+    something to collect, every bill one of this unit's. Then, under the unit's money lock and the
+    bills' row locks, each ticked bill must still be unpaid and as it was read (its version, its
+    amount due): else ``BillsChanged`` (409) and nothing is written."""
+    from sqlalchemy import select
+
+    from models.errors import FieldErrors
+    from models.fees import Bill, FeeItem, local_today
+
+    errors: dict[str, list[str]] = {}
+    if not isinstance(method, str) or method not in PAYMENT_METHODS:
+        errors["method"] = [_msg("请选择付款方式", "Choose the payment method")]
+    try:
+        extra_money = Decimal(0) if extra in (None, "") else to_money(extra, "extra", positive=False)
+        if extra_money < 0:
+            raise FieldErrors({"extra": [_msg("预存金额不能为负数", "The amount paid in advance cannot be negative")]})
+    except FieldErrors as e:
+        errors.update(e.errors)
+        extra_money = Decimal(0)
+    today = local_today()
+    if isinstance(paid_on, str):
+        try:
+            paid_on = dt.date.fromisoformat(paid_on.strip()) if paid_on.strip() else None
+        except ValueError:
+            paid_on = False  # not a date: said below
+    if paid_on is not None and (not isinstance(paid_on, dt.date) or isinstance(paid_on, dt.datetime)):
+        errors["paid_on"] = [_msg("日期格式为 YYYY-MM-DD", "A date is YYYY-MM-DD")]
+    elif paid_on is not None and paid_on > today:
+        errors["paid_on"] = [_msg("收款日期不能晚于今天", "The payment date cannot be after today")]
+    elif paid_on is not None and (today - paid_on).days > COLLECT_BACKDATE_DAYS:
+        errors["paid_on"] = [_msg("收款日期不能早于一年前", "The payment date cannot be more than a year back")]
+    texts = {"payer_name": payer_name, "reference": reference, "note": note}
+    for key, limit in COLLECT_TEXTS.items():
+        value = texts[key]
+        if value is not None and not isinstance(value, str):
+            errors[key] = [_msg("应为文本", "Must be text")]
+        elif value and len(value.strip()) > limit:
+            errors[key] = [_msg(f"最多 {limit} 字", f"At most {limit} characters")]
+    chosen = list(bills or [])
+    if not chosen and extra_money == 0 and "extra" not in errors:
+        errors["bills"] = [
+            _msg("请勾选要收的账单，或填写预存金额", "Tick the bills to collect, or enter an amount paid in advance")
+        ]
+    ids = [c["id"] for c in chosen]
+    if ids and unit is not None:
+        # Which unit each named bill is of, before any bill is locked: only this unit's are.
+        owners = dict(session.execute(select(Bill.id, Bill.unit_id).where(Bill.id.in_(ids))).all())
+        if any(owners.get(i) != getattr(unit, "id", unit) for i in ids):
+            errors["bills"] = [_msg("所选账单须为本房屋的账单", "The ticked bills must be this unit's")]
+    if unit is None:
+        errors["unit"] = [_msg("请选择房屋", "Choose the unit")]
+    if errors:
+        raise FieldErrors(errors)
+
+    unit = _lock_unit(session, unit)
+    locked = session.execute(
+        select(Bill, FeeItem.name)
+        .join(FeeItem, FeeItem.id == Bill.item_id)
+        .where(Bill.id.in_(ids or [0]))
+        .order_by(Bill.due_date, Bill.id)
+        .with_for_update(of=Bill)
+        .execution_options(populate_existing=True)
+    ).all()
+    by_id = {b.id: (b, item) for b, item in locked}
+    total = Decimal(0)
+    for c in chosen:
+        bill, item = by_id[c["id"]]
+        words = _bill_words(bill.period, item)
+        if bill.status not in PAYABLE_STATUSES:
+            raise BillsChanged(
+                _msg(
+                    f"账单「{words}」已由他人收款或已作废，请刷新后重新勾选（本次未收款）",
+                    f"The bill '{words}' was paid by someone else or voided meanwhile; reload and tick again (nothing was recorded)",
+                ),
+                current_version=bill.version,
+            )
+        if (c.get("version") is not None and c["version"] != bill.version) or (
+            c.get("due") is not None and c["due"] != bill.outstanding
+        ):
+            raise BillsChanged(
+                _msg(
+                    f"账单「{words}」已被他人修改（收款、滞纳金或减免），应缴 {bill.outstanding}，请刷新后再收（本次未收款）",
+                    f"The bill '{words}' changed meanwhile (a payment, a late fee or a waiver): {bill.outstanding} is due now; "
+                    "reload and collect again (nothing was recorded)",
+                ),
+                current_version=bill.version,
+            )
+        total += bill.outstanding
+    clean = {k: (v.strip() or None) if isinstance(v, str) else None for k, v in texts.items()}
+    return record_payment(
+        session,
+        unit,
+        total + extra_money,
+        method,
+        ids,
+        paid_at=_paid_at(paid_on, today),
+        **clean,
+    )
+
+
+def collect_sheet(session, unit, bill_id: int | None = None) -> dict:
+    """What the collect form shows for a unit: its open bills oldest first, which are ticked (all
+    undisputed ones; only ``bill_id`` when the clerk came from that bill and it is open), the
+    prepaid balance, the current owner, the methods, today."""
+    from sqlalchemy import select
+
+    from models.archives import Owner, Ownership
+    from models.fees import local_today
+
+    bills = open_bills_of(session, unit.id)
+    asked = bill_id is not None and any(b["id"] == bill_id for b in bills)
+    for b in bills:
+        b["ticked"] = (b["id"] == bill_id) if asked else not b["disputed"]
+    today = local_today()
+    owner = session.execute(
+        select(Owner.name)
+        .join(Ownership, Ownership.owner_id == Owner.id)
+        .where(Ownership.unit_id == unit.id, (Ownership.until.is_(None)) | (Ownership.until >= today))
+        .order_by(Ownership.share.desc(), Ownership.id)
+        .limit(1)
+    ).scalar()
+    return {
+        "unit": unit,
+        "bills": bills,
+        "asked": asked,
+        "prepaid": prepaid_balance(session, unit.id),
+        "owner": owner,
+        "methods": PAYMENT_METHODS,
+        "today": today,
+        "earliest": today - dt.timedelta(days=COLLECT_BACKDATE_DAYS),
+    }
+
+
 def allocations_of(session, payment_id: int) -> list[dict]:
     """A payment's allocations with their bills' period and item, oldest bill first."""
     from sqlalchemy import select
@@ -656,7 +894,8 @@ def payments_of_bill(session, bill_id: int) -> list[dict]:
             "paid_at": p.paid_at,
             "method": PAYMENT_METHODS.get(p.method, p.method),
             "amount": Decimal(a.amount),
-            "state": T("已冲回", "Reversed") if a.reversed_at else T("有效", "Valid"),
+            # A voided payment says so wherever it is listed (its allocations were reversed with it).
+            "state": VOID_MARK if p.status == "void" else T("已冲回", "Reversed") if a.reversed_at else T("有效", "Valid"),
         }
         for a, p in rows
     ]

@@ -17,7 +17,8 @@ from models.archives import (
     Vehicle,
 )
 from models.imports import UNIT_IMPORT
-from views.registry import Lookup, Resource, register
+from views.collect import UNIT_COLLECT, CollectUnitMixin
+from views.registry import Lookup, Related, Resource, register
 
 UNIT_LOOKUP = Lookup("unit", search=("code",), label=lambda u: f"{u.code}")
 OWNER_LOOKUP = Lookup("owner", search=("name",), label=lambda o: o.name)
@@ -114,6 +115,18 @@ register(
         choices={"use": UNIT_USES, "status": UNIT_STATUSES},
         descriptions={"code": T("如 3-2-1501（楼栋-单元-房号）", "e.g. 3-2-1501 (building-entrance-flat)")},
         importer=UNIT_IMPORT,
+        # 收款: the unit's open bills ticked on one form, the receipt printed (views/collect.py).
+        view_mixins=(CollectUnitMixin,),
+        links=[UNIT_COLLECT],
+        related=[
+            Related(
+                T("收款记录", "Payments"),
+                resource="payment",
+                via="unit_id",
+                columns=["receipt_no", "paid_at", "amount", "method", "status"],
+                name="payments",
+            )
+        ],
     )
 )
 

@@ -33,6 +33,7 @@ from models.fees import (
 )
 from models.payments import payments_of_bill
 from views.archives import UNIT_LOOKUP
+from views.collect import BILL_COLLECT, CollectBillMixin
 from views.excel import METER_READING_IMPORT
 from views.registry import REGISTRY, Action, Input, Link, Related, Resource, Section, register
 from views.scope import COMPANY
@@ -405,9 +406,10 @@ register(
         labels=BILL_LABELS,
         choices={"status": BILL_STATUSES},
         lookups=[UNIT_LOOKUP],
-        view_mixins=(BillRules,),
+        view_mixins=(BillRules, CollectBillMixin),  # 收款 from the bill: the unit's form, this bill ticked
         api_mixins=(BillRules,),
         actions=BILL_ACTIONS,
+        links=[BILL_COLLECT],
         related=[
             Related(
                 T("收款记录", "Payments"),

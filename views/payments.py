@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from decimal import Decimal
 
-from flask import abort, request, send_file
+from flask import abort, request, send_file, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from sqlalchemy.orm import object_session
@@ -32,6 +33,7 @@ from models.payments import (
     allocations_of,
     letter_data,
     parse_bill_ids,
+    parse_collect_bills,
     payment_answer,
     prepaid_balance,
     receipt_data,
@@ -39,6 +41,7 @@ from models.payments import (
     record_payment_from,
     refund,
 )
+from models.payments import collect_sheet as unit_collect_sheet
 from models.reports import arrears_page, chart_series, jsonable, report_args, report_figures, report_workbook
 from views.archives import UNIT_LOOKUP
 from views.base import rights
@@ -96,10 +99,78 @@ class PaymentViewMixin(PaymentRules):
         payment = self.datamodel.get(pk, self._base_filters)
         if payment is None:
             abort(404)
-        return self.render_template("desk/payment_receipt.html", r=receipt_data(self.datamodel.session, payment))
+        # Opened right after collecting (views/collect.py): it says so, and leads back to the unit.
+        unit_url = url_for("UnitView.show", pk=payment.unit_id) if "read" in rights("unit") else None
+        return self.render_template(
+            "desk/payment_receipt.html",
+            r=receipt_data(self.datamodel.session, payment),
+            saved=request.args.get("saved") == "1",
+            unit_url=unit_url,
+        )
+
+
+def scoped_unit(session, unit_id: int):
+    """A unit of the user's estates, or None (another estate's is not there: 404)."""
+    from sqlalchemy import select
+
+    from views.registry import REGISTRY
+    from views.scope import clause_for
+
+    if not 0 < unit_id < 2**63:
+        return None
+    stmt = select(Unit).where(Unit.id == unit_id)
+    clause = clause_for(REGISTRY["unit"])
+    return session.execute(stmt if clause is None else stmt.where(clause)).scalar()
+
+
+COLLECT_FIELDS = {"bills", "extra", "method", "paid_on", "payer_name", "reference", "note"}
+COLLECT_SPEC = {
+    "post": {
+        "summary": "Collect a unit's bills (收款): the ticked bills, as read, plus any amount paid in advance",
+        "parameters": [{"in": "path", "name": "unit_id", "required": True, "schema": {"type": "integer"}}],
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "bills": {
+                                "type": "array",
+                                "description": "bill ids, or objects {id, version, due} as read from GET collect/<unit_id>: "
+                                "each version and amount due given is checked (a bill paid or changed since: 409)",
+                                "items": {"oneOf": [{"type": "integer"}, {"type": "object"}]},
+                            },
+                            "extra": {"type": "string", "description": "paid in advance beyond the bills, e.g. 100.00"},
+                            "method": {"type": "string", "enum": list(PAYMENT_METHODS)},
+                            "paid_on": {"type": "string", "format": "date", "description": "default today"},
+                            "payer_name": {"type": "string"},
+                            "reference": {"type": "string"},
+                            "note": {"type": "string"},
+                        },
+                        "required": ["method"],
+                    }
+                }
+            }
+        },
+        "responses": {
+            "201": {"description": "Recorded: the receipt's data"},
+            "400": {"$ref": "#/components/responses/400"},
+            "401": {"$ref": "#/components/responses/401"},
+            "403": {"$ref": "#/components/responses/403"},
+            "404": {"$ref": "#/components/responses/404"},
+            "409": {"description": "A ticked bill was paid or changed since it was read (message names bills)"},
+            "422": {"$ref": "#/components/responses/422"},
+        },
+    }
+}
 
 
 class PaymentApiMixin(PaymentRules):
+    def __init__(self):
+        # Routes beside the records fold into the matrix's rights on ``payment`` (views/base.py).
+        self.method_permission_name = {**self.method_permission_name, "collect": "write", "collect_sheet": "read"}
+        super().__init__()
+
     def post_headless(self):
         """Record a payment (models.payments.record_payment_from): the receipt's data in the answer."""
         from views.datamodel import DeskInterface
@@ -141,11 +212,78 @@ class PaymentApiMixin(PaymentRules):
     @permission_name("balance")
     def balance(self, unit_id):
         session = self.datamodel.session
-        if unit_id >= 2**63 or session.get(Unit, unit_id) is None:
+        if scoped_unit(session, unit_id) is None:
             return self.response_404()
         return self.response(200, unit=unit_id, prepaid_balance=str(prepaid_balance(session, unit_id)))
 
     balance.__doc__ = _spec("A unit's prepaid balance (valid payments - active allocations - refunds)", [], "unit_id")
+
+    @expose("/collect/<int:unit_id>", methods=["GET"])
+    @protect()
+    @permission_name("collect_sheet")
+    def collect_sheet(self, unit_id):
+        session = self.datamodel.session
+        unit = scoped_unit(session, unit_id)
+        if unit is None:
+            return self.response_404()
+        sheet = unit_collect_sheet(session, unit)
+        bills = [
+            {
+                **{k: str(v) if isinstance(v, Decimal) else v for k, v in b.items()},
+                "due_date": b["due_date"].isoformat(),
+                "due": str(b["outstanding"]),
+            }
+            for b in sheet["bills"]
+        ]
+        return self.response(
+            200,
+            unit={"id": unit.id, "code": unit.code, "estate": unit.estate.name},
+            owner=sheet["owner"],
+            prepaid_balance=str(sheet["prepaid"]),
+            bills=bills,
+            methods={k: str(v) for k, v in PAYMENT_METHODS.items()},
+            today=sheet["today"].isoformat(),
+        )
+
+    collect_sheet.__doc__ = _spec(
+        "What collecting a unit shows: its unpaid bills oldest first (version and amount due to send back), "
+        "which are ticked by default, the prepaid balance, the methods",
+        [],
+        "unit_id",
+    )
+
+    @expose("/collect/<int:unit_id>", methods=["POST"])
+    @protect()
+    @permission_name("collect")
+    def collect(self, unit_id):
+        from models.errors import Conflict
+        from views.collect import save_collected
+
+        session = self.datamodel.session
+        unit = scoped_unit(session, unit_id)
+        if unit is None:
+            return self.response_404()
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return self.response_400(message="Request is not JSON")
+        unknown = sorted(set(body) - COLLECT_FIELDS)
+        if unknown:
+            return self.response_422(message={k: ["Unknown field."] for k in unknown})
+        try:
+            data = {k: body.get(k) for k in COLLECT_FIELDS - {"bills"}}
+            payment = save_collected(self.datamodel, unit, {**data, "bills": parse_collect_bills(body.get("bills"))})
+        except FieldErrors as e:
+            session.rollback()
+            return self.response_422(message=e.errors)
+        except Conflict as e:
+            session.rollback()
+            field = getattr(e, "field", None)
+            return self.response(409, message={field: [str(e)]} if field else str(e))
+        except OutOfScope as e:
+            return self.response(403, message=str(e))
+        return self.response(201, id=payment.id, version=payment.version, **payment_answer(session, payment))
+
+    collect.__doc__ = f"Collect a unit's bills\n---\n{json.dumps(COLLECT_SPEC)}"
 
 
 PAYMENT_LABELS = {
@@ -179,7 +317,8 @@ register(
         deletable=False,
         icon="fa-money",
         list_columns=[*PAYMENT_HEAD[:4], "payer_name", "amount", "method", "status"],
-        edit_columns=["note"],
+        # A financial record: no edit form, no PUT, no delete (it is voided with a reason).
+        edit_columns=[],
         add_columns=["unit", "amount", "method", "payer_name", "reference", "note"],
         sections=[
             Section(T("收款", "Payment"), [*PAYMENT_HEAD, "reference", "status", "unit_prepaid_balance", "note"]),
