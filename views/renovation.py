@@ -63,8 +63,14 @@ def _count(value) -> str:
 
 
 def _files(label: T, route: str, pk: int, names) -> list[dict]:
-    """A related list of stored files, each a download of the screen's ``route``."""
-    return [{"name": f"{label} {n + 1}", "_url": url_for(route, pk=pk, n=n)} for n in range(len(names or []))]
+    """A related list of stored files, each a download of the screen's ``route``, by the name it
+    was uploaded under (views/uploads.py)."""
+    from views.uploads import display_name
+
+    return [
+        {"name": display_name(stored, f"{label} {n + 1}"), "_url": url_for(route, pk=pk, n=n)}
+        for n, stored in enumerate(names or [])
+    ]
 
 
 # --- the renovation ----------------------------------------------------------------------------
