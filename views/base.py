@@ -75,6 +75,7 @@ VIEW_PERMISSIONS = {
     "delete": "write",
     # the product's generic routes (this module, views/excel.py)
     "lookup": "read",
+    "prefill": "write",  # an add form's field with one sensible value (views/lookups.py)
     "export": "export",
     "import_xlsx": "write",
     "import_template": "write",  # the template is for those who import
@@ -234,6 +235,9 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
                 if isinstance(attr, UnboundField) and issubclass(attr.field_class, QuerySelectField):
                     if attr.kwargs.get("allow_blank"):
                         attr.kwargs["blank_text"] = MSG_NO_CHOICE
+        from views.lookups import choose_first_on_add
+
+        choose_first_on_add(self.add_form)  # a required relation starts on 请选择, not the first record
 
     def _forbidden_filter(self) -> T | None:
         """Why the list's filters are refused to this user: a filter on personal data without the
@@ -388,6 +392,9 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
                 g.desk_form_status = 422
         else:
             self.update_redirect()  # as FAB does: after saving, back to the page that opened the form
+            from views.lookups import prefill_add_form
+
+            prefill_add_form(self.resource, form)  # a field with one sensible value starts on it
         return self._get_add_widget(form=form, exclude_cols=exclude_cols)
 
     def _edit(self, pk):
@@ -551,6 +558,14 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
         from views.lookups import lookup_response
 
         return lookup_response(self.resource, column)
+
+    # The one sensible value of an add form's field, asked again when a field it depends on changes.
+    @expose("/prefill/<column>")
+    @has_access
+    def prefill(self, column):
+        from views.lookups import prefill_response
+
+        return prefill_response(self.resource, column)
 
 
 # --- REST API --------------------------------------------------------------------------------
@@ -844,7 +859,14 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
 
 # --- building both from a resource ------------------------------------------------------------
 def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -> dict:
-    from views.fields import LocalDateTimeField, date_field, optional_boolean
+    from views.fields import (
+        LocalDateTimeField,
+        add_default,
+        date_field,
+        is_period_column,
+        month_field,
+        optional_boolean,
+    )
     from views.lookups import lookup_field
 
     fields = {}
@@ -860,7 +882,13 @@ def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -
             fields[col] = optional_boolean(resource.label_of(col), default)
         elif isinstance(column.type, Date) and not isinstance(column.type, DateTime):
             fields[col] = date_field(
-                resource.label_of(col), not column.nullable, resource.descriptions.get(col, "")
+                resource.label_of(col), not column.nullable, resource.descriptions.get(col, ""),
+                default=None if for_edit else add_default(resource, col, column),
+            )
+        elif is_period_column(column):  # 账期: a month picker, the office's month on an add form
+            fields[col] = month_field(
+                resource.label_of(col), not column.nullable, resource.descriptions.get(col, ""),
+                default=None if for_edit else add_default(resource, col, column),
             )
         elif isinstance(column.type, UTCDateTime):
             fields[col] = LocalDateTimeField(

@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Optional
 from app.i18n import T
 
 MSG_NOT_FOUND = T("所选记录不存在", "The chosen record does not exist")
+MSG_CHOOSE = T("请选择", "Choose")
 MSG_NOT_WORKING = T("只能选择在职的管理处人员", "Choose an active member of the office's staff")
 
 
@@ -164,3 +165,193 @@ def lookup_response(resource, column: str):
         stmt = stmt.where(or_(*[getattr(model, c).contains(term, autoescape=True) for c in lk.search]))
     rows = current_app.appbuilder.session.execute(stmt).scalars().all()
     return jsonify(results=[{"id": r.id, "text": lk.label(r)} for r in rows])
+
+
+# --- a field with one sensible value starts on it ----------------------------------------------
+# An add form's relation field starts on its value when there is only one that makes sense: the
+# estate, when the user may choose only one (a user of one estate, a company of one estate), on
+# every add form with an estate field; and what a rule below says for a field (a meter reading's
+# fee item, when the unit has one metered item). A rule's answer depends on other fields of the
+# form (``depends``): the form asks ``/<resource>/prefill/<column>`` again when they change.
+class Prefill:
+    """``choices(session, values)``: the sensible records of the field given ``values`` (the
+    depended-on fields' records, None when not chosen yet)."""
+
+    def __init__(self, choices, depends=()):
+        self.choices = choices
+        self.depends = tuple(depends)
+
+
+PREFILLS: dict[tuple[str, str], Prefill] = {}
+
+
+def _estate_model():
+    from models.archives import Estate
+
+    return Estate
+
+
+def _related_model(resource, column):
+    prop = getattr(getattr(resource.model, column, None), "property", None)
+    mapper = getattr(prop, "mapper", None)
+    return mapper.class_ if mapper is not None else None
+
+
+def _is_estate_field(resource, column) -> bool:
+    from views.scope import COMPANY, COMPANY_ONLY
+
+    # Not where an empty estate means the whole company by choice (the users' estates, Admin's).
+    return _related_model(resource, column) is _estate_model() and resource.estate not in (COMPANY, COMPANY_ONLY)
+
+
+def only_estate(session):
+    """The one estate the current user may choose, or None when there are several (or none)."""
+    Estate = _estate_model()
+    stmt = select(Estate).order_by(Estate.id).limit(2)
+    clause = choosable_clause(Estate)
+    if clause is not None:
+        stmt = stmt.where(clause)
+    rows = session.execute(stmt).scalars().all()
+    return rows[0] if len(rows) == 1 else None
+
+
+def _choose(field, obj) -> None:
+    """Put ``obj`` in a relation field of a form being shown."""
+    from flask_appbuilder.fields import QuerySelectMultipleField
+
+    if isinstance(field, LookupField):
+        field.obj = field.data = obj
+    elif isinstance(field, QuerySelectMultipleField):
+        field.data = [obj]
+    else:
+        field.data = obj
+
+
+def choose_first_on_add(form_class) -> None:
+    """A required relation's dropdown on an add form starts on no record (请选择) instead of on
+    whichever record the list gives first, which the browser would show as chosen and a clerk
+    could save unseen; ``prefill_add_form`` then chooses the only record when there is one. Left
+    on 请选择, the form says the field is required."""
+    from flask_appbuilder.fields import QuerySelectField, QuerySelectMultipleField
+    from wtforms.fields.core import UnboundField
+
+    for attr in vars(form_class).values():
+        if (
+            isinstance(attr, UnboundField)
+            and issubclass(attr.field_class, QuerySelectField)
+            and not issubclass(attr.field_class, QuerySelectMultipleField)
+            and not attr.kwargs.get("allow_blank")
+        ):
+            attr.kwargs["allow_blank"] = True
+            attr.kwargs["blank_text"] = MSG_CHOOSE
+
+
+def _empty(field) -> bool:
+    data = field.data
+    return data is None or data == [] or data == ""
+
+
+def prefill_add_form(resource, form) -> None:
+    """Start the add form's fields that have one sensible value on it (views/base.py calls this
+    when the form is first shown, never over what the user typed)."""
+    from flask import current_app
+    from flask_appbuilder.fields import QuerySelectField, QuerySelectMultipleField
+
+    session = current_app.appbuilder.session
+    estate = ...  # asked once, only if an estate field needs it
+    for name, field in form._fields.items():
+        if not _empty(field):
+            continue
+        if _is_estate_field(resource, name):
+            if isinstance(field, QuerySelectField):  # the dropdown's options are what the user may choose
+                options = field._get_object_list()
+                if len(options) == 1:
+                    _choose(field, options[0][1])
+                continue
+            if estate is ...:
+                estate = only_estate(session)
+            if estate is not None and isinstance(field, LookupField):
+                _choose(field, estate)
+            continue
+        rule = PREFILLS.get((resource.name, name))
+        if rule is None:
+            if (
+                isinstance(field, QuerySelectField)
+                and not isinstance(field, QuerySelectMultipleField)
+                and field.flags.required
+            ):
+                options = field._get_object_list()  # a required choice of one record: that one
+                if len(options) == 1:
+                    _choose(field, options[0][1])
+            continue
+        field.render_kw = {
+            **(field.render_kw or {}),
+            "data-desk-prefill": f"/{resource.name}/prefill/{name}",
+            "data-desk-depends": ",".join(rule.depends),
+        }
+        values = {d: (form[d].data if d in form else None) for d in rule.depends}
+        sensible = rule.choices(session, values)
+        if len(sensible) == 1:
+            _choose(field, sensible[0])
+            field.render_kw["data-desk-prefilled"] = "1"
+
+
+def prefill_response(resource, column: str):
+    """The one sensible value of ``column`` given the depended-on fields in the query string
+    (``?unit=12``): ``{"id": ..., "text": ...}``, or ``{}`` when there is none or several."""
+    from flask import abort, current_app
+
+    rule = PREFILLS.get((resource.name, column))
+    if rule is None:
+        abort(404)
+    session = current_app.appbuilder.session
+    values = {}
+    for dep in rule.depends:
+        raw = (request.args.get(dep) or "").strip()
+        model = _related_model(resource, dep)
+        obj = None
+        if raw.isdigit() and model is not None and is_choosable(session, model, int(raw)):
+            obj = session.get(model, int(raw))  # a record the user may not choose is no answer
+        values[dep] = obj
+    sensible = rule.choices(session, values)
+    if len(sensible) != 1:
+        return jsonify({})
+    return jsonify(id=sensible[0].id, text=str(sensible[0]))
+
+
+def metered_items(session, values) -> list:
+    """The fee items a meter reading may be for: those with an approved metered standard
+    (per quantity) in force this month, in the unit's estate and for the unit's use (before a
+    unit is chosen: in the user's estates)."""
+    from models.archives import Estate
+    from models.fees import FeeItem, FeeStandard, fee_standard_estate, month_bounds
+    from views.fields import current_period
+
+    first, nxt = month_bounds(current_period())
+    unit = values.get("unit")
+    stmt = (
+        select(FeeStandard)
+        .join(FeeItem, FeeItem.id == FeeStandard.item_id)
+        .join(fee_standard_estate, fee_standard_estate.c.fee_standard_id == FeeStandard.id)
+        .where(
+            FeeStandard.status == "approved",
+            FeeStandard.basis == "per_quantity",
+            FeeStandard.effective_from < nxt,
+            FeeStandard.effective_to.is_(None) | (FeeStandard.effective_to >= first),
+            FeeItem.active.is_(True),
+        )
+    )
+    if unit is not None:
+        stmt = stmt.where(fee_standard_estate.c.estate_id == unit.estate_id)
+    else:
+        clause = choosable_clause(Estate)
+        if clause is not None:
+            stmt = stmt.where(fee_standard_estate.c.estate_id.in_(select(Estate.id).where(clause)))
+    items = {}
+    for std in session.execute(stmt).scalars():
+        if unit is None or unit.use in (std.unit_uses or ()):
+            items.setdefault(std.item_id, std.item)
+    return list(items.values())
+
+
+PREFILLS[("meter_reading", "item")] = Prefill(metered_items, depends=("unit",))

@@ -214,6 +214,9 @@ class Resource:
     links: Sequence[Link] = ()
     sections: Sequence[Section] = ()
     related: Sequence[Related] = ()
+    # What an add form starts on, per column: a value or a function of none (views/fields.py gives
+    # periods the office's month and TODAY_DATES the office's today without a declaration).
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.category not in CATEGORIES:

@@ -73,3 +73,31 @@ $(function () {
       item.find(".desk-unread").text(n > 99 ? "99+" : String(n)).toggle(n > 0);
     });
 });
+
+// A form field with one sensible value given other fields (views/lookups.py, data-desk-prefill):
+// asked again when one of those changes; it never replaces what the user chose.
+$(function () {
+  $("[data-desk-prefill]").each(function () {
+    var el = $(this), form = el.closest("form"), setting = false;
+    var deps = String(el.data("desk-depends") || "").split(",").filter(Boolean);
+    var auto = el.is("[data-desk-prefilled]");
+    el.on("change", function () { if (!setting) { auto = false; } });
+    function set(value) {
+      setting = true;
+      el.val(value).trigger("change");
+      setting = false;
+    }
+    deps.forEach(function (name) {
+      form.find("[name='" + name + "']").on("change", function () {
+        var chosen = el.val();
+        if (chosen && chosen !== "__None" && !auto) { return; }  // the user's own choice stands
+        var q = {};
+        deps.forEach(function (d) { q[d] = form.find("[name='" + d + "']").val() || ""; });
+        $.ajax({url: el.data("desk-prefill"), data: q, dataType: "json", cache: false}).done(function (data) {
+          if (data && data.id !== undefined) { set(String(data.id)); auto = true; }
+          else if (auto) { set(el.find("option[value='__None']").length ? "__None" : ""); }
+        });
+      });
+    });
+  });
+});
