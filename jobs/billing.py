@@ -42,11 +42,12 @@ from flask import current_app
 from sqlalchemy import func, insert, select, text, update
 
 from app.extensions import db
-from models.archives import Estate, Ownership, Unit
+from models.archives import UNIT_USES, Estate, Ownership, Unit
 from models.base import ChangeLog, current_actor_id, utcnow
 from models.errors import FieldErrors
 from models.fees import (
     BASES,
+    STANDARD_STATUSES,
     Bill,
     BillingRun,
     FeeItem,
@@ -410,7 +411,8 @@ def explain(session, estate_id: int, period: str, standards: list, made: dict[in
                     else _both(f"{label}：未选择适用小区，且尚未批准", f"{label}: no estate and not approved")
                 )
             elif std.status in ("draft", "declared", "rejected"):
-                reasons.append(_both(f"{label}：尚未批准（{std.status}）", f"{label}: not approved ({std.status})"))
+                state = STANDARD_STATUSES[std.status]
+                reasons.append(_both(f"{label}：尚未批准（{state.zh}）", f"{label}: not approved ({state.en.lower()})"))
             elif std.status == "approved" and (std.effective_from > last or (std.effective_to or last) < first):
                 span = f"{std.effective_from} ~ {std.effective_to or ''}"
                 reasons.append(
@@ -440,8 +442,8 @@ def explain(session, estate_id: int, period: str, standards: list, made: dict[in
         if not units:
             reasons.append(
                 _both(
-                    f"{label}：本小区没有适用用途（{'、'.join(std.unit_uses)}）的房屋",
-                    f"{label}: no unit of its uses ({', '.join(std.unit_uses)}) in this estate",
+                    f"{label}：本小区没有适用用途（{'、'.join(getattr(UNIT_USES.get(u), 'zh', u) for u in std.unit_uses)}）的房屋",
+                    f"{label}: no unit of its uses ({', '.join(getattr(UNIT_USES.get(u), 'en', u).lower() for u in std.unit_uses)}) in this estate",
                 )
             )
             continue

@@ -87,7 +87,7 @@ def _filter_texts(script: str) -> list[str]:
     labels, fields, filters = (json.loads(line.strip().rstrip(",")) for line in lines)
     out = [str(v) for v in labels.values()]
     out += [visible_text(html) for html in fields.values()]
-    out += [str(f[1]) for pairs in filters.values() for f in pairs]
+    out += [f if isinstance(f, str) else str(f[-1]) for names in filters.values() for f in names]
     return out
 
 
@@ -435,6 +435,20 @@ def test_error_pages_have_the_menu_bar_and_a_way_back(app, lang, monkeypatch):
                 assert not CJK.search(text), (url, [t for t in text.splitlines() if CJK.search(t)])
         monkeypatch.undo()
         client.get("/lang/zh")
+
+
+def test_a_rule_about_a_column_off_the_form_names_it_by_its_label(app):
+    """A model rule about a column the form does not show (a request's status, the version read)
+    is flashed with the column's label, not its name: 状态：…, not status: …"""
+    from flask import get_flashed_messages
+
+    view = next(v for v in app.appbuilder.baseviews if getattr(getattr(v, "resource", None), "name", None) == "ticket")
+    for lang, expected in (("zh", ["状态：不能改成这个状态", "版本：已被他人修改"]), ("en", ["Status: 不能改成这个状态", "Version: 已被他人修改"])):
+        with app.test_request_context(f"/ticket/add?_l_={lang}"):
+            form = view.add_form.refresh()
+            assert "status" not in form and "version" not in form
+            view._attach_errors(form, {"status": ["不能改成这个状态"], "version": ["已被他人修改"]}, 422)
+            assert get_flashed_messages() == expected
 
 
 def test_the_sign_in_page_is_chinese(app, allowed):

@@ -39,7 +39,7 @@ from werkzeug.exceptions import HTTPException
 from wtforms import HiddenField, SelectField
 from wtforms.validators import DataRequired, Optional
 
-from app.i18n import T
+from app.i18n import T, current_language
 from models.base import UTCDateTime
 from models.errors import Conflict, FieldErrors
 from views.actions import (
@@ -362,7 +362,14 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
             if target is not None:
                 target.errors = list(target.errors) + list(messages)
             else:
-                flash(f"{name}: {'; '.join(messages)}", "danger")
+                # Named as the form names it (版本, 状态), never by its column (version, status).
+                try:
+                    what = self.resource.label_of(name)
+                except KeyError:
+                    what = self.label_columns.get(name)
+                zh = current_language() == "zh"
+                text = ("；" if zh else "; ").join(map(str, messages))
+                flash(f"{what}{'：' if zh else ': '}{text}" if what else text, "danger")
 
     def _add(self):
         get_filter_args(self._filters, disallow_if_not_in_search=False)
