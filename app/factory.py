@@ -132,6 +132,17 @@ def create_app(config_overrides: dict | None = None) -> Flask:
                 category_icon=cat_icon,
             )
             appbuilder.add_api(build_api(resource))
+            for entry in resource.menus:
+                entry_label, entry_icon = CATEGORIES[entry.category]
+                appbuilder.add_link(
+                    entry.menu_name(resource.name),
+                    href=f"/{resource.name}/{entry.path}",
+                    icon=entry.icon,
+                    label=entry.label,
+                    category=entry.category,
+                    category_label=entry_label,
+                    category_icon=entry_icon,
+                )
         _register_error_handlers(app)
         # Browsers ask for /favicon.ico on their own; the pages name the same icon.
         app.add_url_rule(
@@ -228,9 +239,9 @@ def _jwt_errors_as_401(jwt_manager) -> None:
 
 def _person_name(user) -> str:
     """A person on a printed form: the name (姓名), the login only when no name is recorded."""
-    if user is None:
-        return ""
-    return f"{user.first_name or ''}{user.last_name or ''}".strip() or user.username
+    from app.security import person_name
+
+    return person_name(user)
 
 
 def _local_time(value) -> str:

@@ -38,6 +38,7 @@ MATRIX: dict[str, tuple[str, str, str, str]] = {
     "callback":      ("rwxp",  "rwxp",     "rwxp",  "rx"),
     "sla_policy":    ("rwx",   "rx",       "rx",    "rx"),
     "holiday":       ("rwx",   "rx",       "rx",    "rx"),
+    "ticket_subkind": ("rwx",  "rx",       "rx",    "rx"),
     "duty_shift":    ("rwx",   "rwx",      "rx",    "rx"),
     # Each user's own inbox (a base filter keeps it to the user's rows).
     "notification":  ("r",     "r",        "r",     "r"),

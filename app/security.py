@@ -49,7 +49,7 @@ class DeskSecurityManager(SecurityManager):
     # --- the matrix in memory ------------------------------------------------------------
     def matrix_permissions(self) -> dict[str, frozenset[tuple[str, str]]]:
         if self._matrix_cache is None:
-            from views.registry import REGISTRY, menu_categories_for
+            from views.registry import REGISTRY, menu_categories_for, menu_entries_for
 
             cache: dict[str, frozenset[tuple[str, str]]] = {}
             for role in R.ROLES:
@@ -61,6 +61,9 @@ class DeskSecurityManager(SecurityManager):
                         pairs.add(("menu_access", name))
                         for cat in menu_categories_for(name):
                             pairs.add(("menu_access", cat))
+                    # Reports and registers with menu entries of their own.
+                    for entry, cat in menu_entries_for(name, lambda res, role=role: R.rights_of(role, res)):
+                        pairs |= {("menu_access", entry), ("menu_access", cat)}
                 cache[role] = frozenset(pairs)
             cache[R.PUBLIC_ROLE] = frozenset()
             cache[R.SYSTEM_ROLE] = frozenset()
@@ -252,6 +255,27 @@ def working_user_clause():
     from flask_appbuilder.security.sqla.models import Role
 
     return User.active.is_(True) & User.roles.any(Role.name.in_(R.WORKING_ROLES))
+
+
+def person_name(user) -> str:
+    """A person on screens, forms and lists: the name (张三), the login only when none is recorded."""
+    if user is None:
+        return ""
+    return f"{user.first_name or ''}{user.last_name or ''}".strip() or user.username
+
+
+def person_at(item, column: str):
+    """For a column ``<relation>.username`` leading to a person: that person's name; else None."""
+    from flask_appbuilder.security.sqla.models import User
+
+    if not column.endswith(".username"):
+        return None
+    person = item
+    for part in column.split(".")[:-1]:
+        person = getattr(person, part, None)
+        if person is None:
+            return ""
+    return person_name(person) if isinstance(person, User) else None
 
 
 def user_label(user) -> str:

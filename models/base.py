@@ -176,6 +176,44 @@ class AuditedModel(Model):
         return f"{type(self).__name__} {self.id}"
 
 
+class DataChoices(Mapping):
+    """Choices kept in a table (code -> label), read once per request (or per call outside one), so
+    that a row a Manager adds is offered, validated and shown at once without a restart. Used
+    wherever a static ``{code: T}`` vocabulary is (forms, API validation, lists, print forms)."""
+
+    def __init__(self, load):
+        self._load = load  # session -> {code: T}
+
+    def _data(self) -> dict:
+        from flask import g, has_app_context
+
+        if not has_app_context():
+            return {}
+        key = f"_desk_choices_{id(self)}"
+        cached = g.get(key)
+        if cached is None:
+            from app.extensions import db
+
+            cached = self._load(db.session)
+            setattr(g, key, cached)
+        return cached
+
+    def forget(self) -> None:
+        from flask import g, has_app_context
+
+        if has_app_context():
+            g.pop(f"_desk_choices_{id(self)}", None)
+
+    def __getitem__(self, code):
+        return self._data()[code]
+
+    def __iter__(self):
+        return iter(self._data())
+
+    def __len__(self):
+        return len(self._data())
+
+
 # --- final states: records that are a closed book --------------------------------------------
 class ReadOnlyRecord(FieldErrors):
     """A change to a record in a final state (closed, archived...), refused naming each field."""

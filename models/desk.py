@@ -33,7 +33,7 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
 from app.i18n import T
-from models.base import AuditedModel, BigId, FinalStates, UTCDateTime, utcnow
+from models.base import AuditedModel, BigId, DataChoices, FinalStates, UTCDateTime, utcnow
 from models.calendar import WorkCalendar
 from models.errors import FieldErrors
 from models.validators import check_phone
@@ -49,21 +49,61 @@ TICKET_KINDS = {
     "disaster": T("灾害", "Disaster"),
     "other": T("其他求助", "Other request"),
 }
-TICKET_SUBKINDS = {
-    "theft": T("盗窃", "Theft"),
-    "fight": T("打架", "Fight"),
-    "robbery": T("抢劫", "Robbery"),
-    "homicide": T("凶杀", "Homicide"),
-    "poisoning": T("投毒", "Poisoning"),
-    "traffic_accident": T("交通事故", "Traffic accident"),
-    "typhoon": T("台风", "Typhoon"),
-    "flooding": T("水浸", "Flooding"),
-    "fire": T("火灾", "Fire"),
-}
-SUBKINDS_OF = {
-    "security": {"theft", "fight", "robbery", "homicide", "poisoning", "traffic_accident"},
-    "disaster": {"typhoon", "flooding", "fire"},
-}
+# Sub-classes (细类) are data a Manager maintains (``TicketSubkind``); these are the defaults the
+# migration loads: the procedure's security and disaster lists, and the usual repair trades.
+DEFAULT_SUBKINDS = [
+    ("repair", "plumbing", "给排水", "Plumbing"),
+    ("repair", "electrical", "电气", "Electrical"),
+    ("repair", "doors_windows", "门窗", "Doors and windows"),
+    ("repair", "lift", "电梯", "Lifts"),
+    ("repair", "public_facilities", "公共设施", "Public facilities"),
+    ("repair", "walls_waterproofing", "墙面/防水", "Walls and waterproofing"),
+    ("repair", "gas", "燃气", "Gas"),
+    ("repair", "intercom_security", "门禁/对讲", "Access control and intercom"),
+    ("repair", "other_repair", "其他维修", "Other repairs"),
+    ("complaint", "noise", "噪音", "Noise"),
+    ("complaint", "sanitation", "环境卫生", "Sanitation"),
+    ("complaint", "parking", "停车", "Parking"),
+    ("complaint", "staff_conduct", "服务态度", "Staff conduct"),
+    ("security", "theft", "盗窃", "Theft"),
+    ("security", "fight", "打架", "Fight"),
+    ("security", "robbery", "抢劫", "Robbery"),
+    ("security", "homicide", "凶杀", "Homicide"),
+    ("security", "poisoning", "投毒", "Poisoning"),
+    ("security", "traffic_accident", "交通事故", "Traffic accident"),
+    ("disaster", "typhoon", "台风", "Typhoon"),
+    ("disaster", "flooding", "水浸", "Flooding"),
+    ("disaster", "fire", "火灾", "Fire"),
+]
+# The classes whose procedure names its cases: a security incident or a disaster says which.
+SUBKIND_REQUIRED = ("security", "disaster")
+SUBKINDS_OF: dict[str, set[str]] = {}  # the defaults by class (tests and the seed read them)
+for _kind, _code, _zh, _en in DEFAULT_SUBKINDS:
+    SUBKINDS_OF.setdefault(_kind, set()).add(_code)
+
+
+def _load_subkinds(session) -> dict:
+    rows = session.execute(
+        select(TicketSubkind.code, TicketSubkind.name, TicketSubkind.name_en).order_by(
+            TicketSubkind.kind, TicketSubkind.position, TicketSubkind.id
+        )
+    ).all()
+    return {r.code: T(r.name, r.name_en or r.name) for r in rows}
+
+
+TICKET_SUBKINDS = DataChoices(_load_subkinds)
+
+
+def subkinds_of(session, kind: str | None, active_only: bool = True) -> dict[str, str]:
+    """code -> kind of the sub-classes a class offers (all classes when ``kind`` is None)."""
+    stmt = select(TicketSubkind.code, TicketSubkind.kind).order_by(TicketSubkind.position, TicketSubkind.id)
+    if kind is not None:
+        stmt = stmt.where(TicketSubkind.kind == kind)
+    if active_only:
+        stmt = stmt.where(TicketSubkind.active.is_(True))
+    return dict(session.execute(stmt).all())
+
+
 CHANNELS = {
     "phone": T("电话", "Phone"),
     "visit": T("来访", "Visit"),
@@ -137,8 +177,10 @@ TICKET_LABELS = {
     "description": T("求助内容", "Request"),
     "status": T("状态", "Status"),
     "cancel_reason": T("取消原因", "Cancellation reason"),
-    "assignee": T("处理人", "Assignee"),
-    "assignee.username": T("处理人", "Assignee"),
+    "assignee": T("处理人", "Handler"),
+    "assignee.username": T("处理人", "Handler"),
+    "deadline": T("当前时限", "Deadline"),
+    "subject": T("求助内容", "About"),
     "escalation_level": T("升级级别", "Escalation level"),
     "responsibility": T("维修责任", "Repair responsibility"),
     "agreed_visit_at": T("约定上门时间", "Agreed visit time"),
@@ -561,6 +603,41 @@ def ensure_default_policies(session: Session) -> int:
 
 
 # --- tickets ---------------------------------------------------------------------------------
+class TicketSubkind(AuditedModel):
+    """A sub-class (细类) of a request class, maintained by a Manager: repairs by trade, the
+    procedure's security incidents and disasters. Requests keep the code; retiring a row (not
+    active) stops offering it without touching the requests that used it."""
+
+    __tablename__ = "ticket_subkind"
+
+    kind: Mapped[str] = mapped_column(String(24), nullable=False)
+    code: Mapped[str] = mapped_column(String(24), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    name_en: Mapped[str | None] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+    __table_args__ = (Index("ix_ticket_subkind_kind", "kind", "position"),)
+
+    def check(self) -> None:
+        errors = {}
+        if self.kind not in TICKET_KINDS:
+            errors["kind"] = [str(T("取值无效", "Invalid value"))]
+        code = (self.code or "").strip()
+        if not code or not code.replace("_", "").isalnum() or not code.isascii():
+            errors["code"] = [str(T("编码只能用英文字母、数字和下划线", "Use letters, digits and underscores only"))]
+        if not (self.name or "").strip():
+            errors["name"] = [str(T("请填写名称", "Give the name"))]
+        if errors:
+            raise FieldErrors(errors)
+        self.code = code.lower()
+        TICKET_SUBKINDS.forget()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- tickets ---------------------------------------------------------------------------------
 class Ticket(AuditedModel):
     """A resident's help request (住户求助): the help register's line."""
 
@@ -644,7 +721,7 @@ class Ticket(AuditedModel):
     __personal__ = {"visitor_phone": "phone", "callback_phone": "phone"}
     # Confidential matters stay confidential (DESIGN.md item 4): what was asked and answered is read
     # by supervisors and managers, the handler and the clerk who recorded it, on every path.
-    __confidential__ = Confidential(flag="confidential", columns=("description", "reply"))
+    __confidential__ = Confidential(flag="confidential", columns=("description", "reply", "subject"))
 
     # A closed, cancelled or archived request is what the registers print: read-only, except that
     # a closed one may be reopened (which resets its resolution and its resolve deadline).
@@ -673,6 +750,27 @@ class Ticket(AuditedModel):
     )
 
     # --- rules ---------------------------------------------------------------------------
+    def _check_subkind(self) -> dict:
+        """The sub-class must be one the class offers (a retired one stays on old requests as long
+        as neither is changed); security incidents and disasters must say which."""
+        session = object_session(self)
+        if session is None:
+            return {}
+        from sqlalchemy import inspect as sa_inspect
+
+        state = sa_inspect(self)
+        unchanged = not state.pending and not any(
+            state.attrs[c].history.has_changes() for c in ("kind", "subkind")
+        )
+        if self.subkind and not unchanged:
+            with session.no_autoflush:
+                offered = subkinds_of(session, self.kind)
+            if self.subkind not in offered:
+                return {"subkind": [str(T("该类别没有此细类", "This sub-class does not belong to the class"))]}
+        if self.kind in SUBKIND_REQUIRED and not self.subkind:
+            return {"subkind": [str(T("请选择细类", "Choose the sub-class"))]}
+        return {}
+
     def check(self) -> None:
         errors: dict = {}
         for field, vocab in (
@@ -683,11 +781,7 @@ class Ticket(AuditedModel):
         ):
             if getattr(self, field) not in vocab:
                 errors[field] = [str(T("取值无效", "Invalid value"))]
-        allowed_sub = SUBKINDS_OF.get(self.kind, set())
-        if self.subkind and self.subkind not in allowed_sub:
-            errors["subkind"] = [str(T("该类别没有此细类", "This sub-class does not belong to the class"))]
-        if allowed_sub and not self.subkind:
-            errors["subkind"] = [str(T("请选择细类", "Choose the sub-class"))]
+        errors.update(self._check_subkind())
         for field in ("visitor_phone", "callback_phone"):
             try:
                 setattr(self, field, check_phone(getattr(self, field)))
@@ -826,6 +920,20 @@ class Ticket(AuditedModel):
         if self.status == "cancelled":
             return str(T("本记录已取消，只读。", "This record is cancelled and read-only."))
         return None
+
+    @property
+    def deadline(self) -> dt.datetime | None:
+        """The deadline the request is working to now: the reply until it is answered, then the
+        resolution; none once it is done (models/workbench.ticket_deadline is the same in SQL)."""
+        if self.status not in OPEN_STATUSES:
+            return None
+        return self.reply_due_at if self.replied_at is None else self.resolve_due_at
+
+    @property
+    def subject(self) -> str:
+        """What the request is about, in one line of a list."""
+        text = " ".join((self.description or "").split())
+        return text if len(text) <= 40 else text[:39] + "…"
 
     def has_part(self, kind: str) -> bool:
         """Whether a class-specific part (TICKET_PARTS) applies: its class, or anything filled in it."""

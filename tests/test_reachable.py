@@ -23,7 +23,8 @@ from tests.scene import two_estates
 from views.registry import REGISTRY, menu_entries_for
 
 ROLES = ("Manager", "Supervisor", "Staff", "Committee")
-HREF = re.compile(r'<a\b[^>]*\bhref="([^"]+)"', re.I)
+# Quoted or not (FAB's sort headers write ``href=/x/list/?_oc_...``).
+HREF = re.compile(r"""<a\b[^>]*\bhref=(?:"([^"]+)"|'([^']+)'|([^\s>"']+))""", re.I)
 # Not pages: signing out, switching the language, files the page loads, the API.
 SKIP = ("/logout", "/lang/", "/static/", "/api/", "/login", "/favicon")
 MAX_CLICKS = 3
@@ -63,8 +64,10 @@ def _shape(url: str) -> str:
     """One link per shape: ids are one, query values other than a view's name are one."""
     parts = urlsplit(url)
     path = re.sub(r"/\d+(?=/|$)", "/N", parts.path)
-    keys = sorted({k if k in ("register", "preset") else k.split("_")[0] for k, _v in parse_qsl(parts.query)})
-    named = sorted(f"{k}={v}" for k, v in parse_qsl(parts.query) if k in ("register", "preset"))
+    # A view's name and a list's sort column are part of the shape: each sort header is opened.
+    named_keys = ("register", "preset")
+    keys = sorted({k if k in named_keys else k.split("_")[0] or k[:4] for k, _v in parse_qsl(parts.query)})
+    named = sorted(f"{k}={v}" for k, v in parse_qsl(parts.query) if k in named_keys or k.startswith("_oc_"))
     return path + "?" + "&".join(keys + named)
 
 
@@ -104,8 +107,8 @@ def crawl(client) -> tuple[dict[str, int], dict[str, tuple[int, str]], int]:
             continue
         if depth >= MAX_CLICKS or "text/html" not in (resp.content_type or ""):
             continue
-        for href in HREF.findall(resp.get_data(as_text=True)):
-            link = _local(href)
+        for quoted in HREF.findall(resp.get_data(as_text=True)):
+            link = _local(next(h for h in quoted if h))
             if link is None:
                 continue
             if link not in clicks or clicks[link] > depth + 1:
@@ -176,3 +179,36 @@ def test_a_notification_opens_its_record_and_is_read(app, office):
     # Another user's notification opens nothing.
     other = _client(app, "staff_a").get(f"/notification/open/{note_id}")
     assert other.status_code == 404
+
+
+def test_related_records_link_to_each_other(app, office):
+    """Request -> its unit and owner; unit -> its owners, residents, requests, bills, payments,
+    renovations, service orders; owner -> their units. Only what the role may read."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from models.desk import Ticket
+    from models.fees import Bill
+
+    with app.app_context():
+        t = db.session.execute(
+            select(Ticket).where(Ticket.estate_id == office["A"], Ticket.unit_id.is_not(None), Ticket.owner_id.is_not(None))
+        ).scalars().first()
+        assert t is not None, "the scene has no request with a unit and an owner"
+        ticket_id, unit_id, owner_id = t.id, t.unit_id, t.owner_id
+        bill_id = db.session.execute(select(Bill.id).where(Bill.unit_id == unit_id)).scalars().first()
+        db.session.remove()
+    staff = _client(app, "staff_a")
+    page = staff.get(f"/ticket/show/{ticket_id}").get_data(as_text=True)
+    assert f'href="/unit/show/{unit_id}"' in page and f'href="/owner/show/{owner_id}"' in page
+    unit_page = staff.get(f"/unit/show/{unit_id}").get_data(as_text=True)
+    for block in ("desk-owners", "desk-residents", "desk-tickets", "desk-bills", "desk-payments"):
+        assert block in unit_page, block
+    assert f"/ticket/show/{ticket_id}" in unit_page and f"/owner/show/{owner_id}" in unit_page
+    if bill_id is not None:
+        assert f"/bill/show/{bill_id}" in unit_page
+    owner_page = staff.get(f"/owner/show/{owner_id}").get_data(as_text=True)
+    assert f"/unit/show/{unit_id}" in owner_page and f"/ticket/show/{ticket_id}" in owner_page
+    # The Committee reads units and requests, never bills or payments.
+    board = _client(app, "committee_a").get(f"/unit/show/{unit_id}").get_data(as_text=True)
+    assert "desk-tickets" in board and "desk-bills" not in board and "desk-payments" not in board

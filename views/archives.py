@@ -20,6 +20,63 @@ from models.imports import UNIT_IMPORT
 from views.collect import UNIT_COLLECT, CollectUnitMixin
 from views.registry import Lookup, Related, Resource, register
 
+# A unit's and an owner's records, on their detail pages: everything the desk holds about them
+# one click away (issue 12: related records link to each other).
+BILL_COLUMNS = ["period", "item.name", "amount", "paid_amount", "due_date", "status"]
+UNIT_RECORDS = [
+    Related(T("求助", "Requests"), "ticket", "unit_id", ["number", "kind", "status", "received_at", "assignee.username"],
+            name="tickets"),
+    Related(T("账单", "Bills"), "bill", "unit_id", BILL_COLUMNS, name="bills"),
+    Related(T("装修", "Renovations"), "renovation", "unit_id", ["number", "status", "planned_start", "planned_end"],
+            name="renovations"),
+    Related(T("服务单", "Service orders"), "service_order", "unit_id", ["number", "item.name", "status", "amount"],
+            name="service-orders"),
+]
+OWNERSHIP_ROWS = {
+    "unit": T("房屋", "Unit"),
+    "owner": T("业主", "Owner"),
+    "share": T("产权份额(%)", "Share (%)"),
+    "since": T("起始日期", "Since"),
+    "until": T("截止日期", "Until"),
+}
+
+
+def _ownership_rows(record, side: str) -> list[dict]:
+    """The owners of a unit (side "unit") or the units of an owner (side "owner"), each row a link
+    to the other side's page, within the user's estates."""
+    from flask import url_for
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from views.base import rights
+    from views.registry import REGISTRY
+    from views.scope import clause_for
+
+    stmt = (
+        select(Ownership, Unit.code, Owner.name)
+        .join(Unit, Unit.id == Ownership.unit_id)
+        .join(Owner, Owner.id == Ownership.owner_id)
+        .where((Ownership.unit_id if side == "unit" else Ownership.owner_id) == record.id)
+        .order_by(Ownership.since.desc().nulls_last(), Ownership.id)
+        .limit(50)
+    )
+    scope = clause_for(REGISTRY["unit"])
+    if scope is not None:
+        stmt = stmt.where(Unit.id.in_(select(Unit.id).where(scope)))
+    other = "owner" if side == "unit" else "unit"
+    may = "read" in rights(other)
+    rows = []
+    for own, code, name in db.session.execute(stmt).all():
+        pk = own.owner_id if other == "owner" else own.unit_id
+        rows.append(
+            {
+                "unit": code, "owner": name, "share": own.share, "since": own.since or "", "until": own.until or "",
+                "_url": url_for(f"{other.title()}View.show", pk=pk) if may else None,
+            }
+        )
+    return rows
+
+
 UNIT_LOOKUP = Lookup("unit", search=("code",), label=lambda u: f"{u.code}")
 OWNER_LOOKUP = Lookup("owner", search=("name",), label=lambda o: o.name)
 
@@ -119,13 +176,18 @@ register(
         view_mixins=(CollectUnitMixin,),
         links=[UNIT_COLLECT],
         related=[
+            Related(T("业主", "Owners"), rows=lambda u: _ownership_rows(u, "unit"), columns=list(OWNERSHIP_ROWS),
+                    labels=OWNERSHIP_ROWS, name="owners"),
+            Related(T("住户", "Residents"), "resident", "unit_id", ["name", "relation", "phone", "move_in", "is_current"],
+                    name="residents"),
+            *UNIT_RECORDS,
             Related(
                 T("收款记录", "Payments"),
                 resource="payment",
                 via="unit_id",
                 columns=["receipt_no", "paid_at", "amount", "method", "status"],
                 name="payments",
-            )
+            ),
         ],
     )
 )
@@ -172,6 +234,12 @@ register(
         search_columns=["name", "phone", "id_number", "kind"],
         labels=OWNER_LABELS,
         choices={"kind": OWNER_KINDS},
+        related=[
+            Related(T("房屋", "Units"), rows=lambda o: _ownership_rows(o, "owner"), columns=list(OWNERSHIP_ROWS),
+                    labels=OWNERSHIP_ROWS, name="units"),
+            *[Related(r.label, r.resource, "owner_id", r.columns, name=r.name) for r in UNIT_RECORDS if r.resource != "bill"],
+            Related(T("账单", "Bills"), "bill", "owner_id", BILL_COLUMNS, name="bills"),
+        ],
     )
 )
 

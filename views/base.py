@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 import jsonschema
@@ -34,13 +35,13 @@ from flask_appbuilder.security.decorators import has_access, permission_name, pr
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_appbuilder.widgets import ShowWidget
 from marshmallow import ValidationError, validate
-from sqlalchemy import Boolean, Date, DateTime
+from sqlalchemy import JSON, Boolean, Date, DateTime
 from werkzeug.exceptions import HTTPException
 from wtforms import HiddenField, SelectField
 from wtforms.validators import DataRequired, Optional
 
 from app.i18n import T, current_language
-from models.base import UTCDateTime
+from models.base import DataChoices, UTCDateTime
 from models.errors import Conflict, FieldErrors
 from views.actions import (
     ActionApiMixin,
@@ -93,6 +94,8 @@ VIEW_PERMISSIONS = {
     "drawing": "read",
     "photo": "read",
     "mark_read": "read",
+    "caller": "write",  # the caller card is part of taking a call (views/desk.py)
+    "open": "read",  # a notification's record (views/desk.py)
 }
 API_PERMISSIONS = {
     # FAB's own routes
@@ -137,6 +140,25 @@ def sees_personal(resource_name: str) -> bool:
 
 
 _mask_value = mask_value
+
+
+def _data_choices(head: list, choices) -> Callable[[], list]:
+    def read():  # WTForms calls it with no argument when it takes none
+        return head + list(choices.items())
+
+    return read
+
+
+class OneOfData(validate.Validator):
+    """marshmallow's ``OneOf`` over choices kept as data: the codes are read when a value is checked."""
+
+    def __init__(self, choices):
+        self.choices = choices
+
+    def __call__(self, value):
+        if value not in self.choices:
+            raise ValidationError(str(MSG_ONE_OF).format(choices=", ".join(map(str, self.choices))))
+        return value
 
 
 def _choice_formatter(choices: dict[str, T]):
@@ -535,7 +557,7 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
         columns = visible(self.resource, self.show_columns)
         row = dict(zip(columns, self.datamodel.get_values_item(item, columns), strict=True))
         redact_values(self.datamodel.obj, [item], [row])
-        from views.detail import related_lists, sections_as_fieldsets
+        from views.detail import record_links, related_lists, sections_as_fieldsets
 
         fieldsets = sections_as_fieldsets(self.resource, item, set(row)) or show_fieldsets or self.show_fieldsets
         if fieldsets:
@@ -548,6 +570,7 @@ class DeskModelView(ActionViewMixin, ImportMixin, ModelView):
             desk_resource=self.resource.name,
             desk_status=self.resource.choices.get("status", {}).get(getattr(item, "status", None)),
             desk_related=related_lists(self.resource, item),
+            desk_record_links=record_links(self.resource, item, [c for c in columns if c != "id"]),
             label_columns=self.label_columns,
             include_columns=columns,
             value_columns=[row[c] for c in columns],
@@ -909,10 +932,14 @@ def _form_fields(resource: Resource, datamodel: DeskInterface, for_edit: bool) -
         # A required choice with a model default starts on it; one without (a ticket's class)
         # starts empty, so nobody files an emergency by leaving the form as it came.
         default = column.default.arg if column is not None and column.default is not None and column.default.is_scalar else None
+        head = [] if required and default is not None else [("", "")]
         fields[col] = SelectField(
             resource.label_of(col),
             widget=Select2Widget(),
-            choices=([] if required and default is not None else [("", "")]) + [(k, v) for k, v in choices.items()],
+            # Choices kept as data (models.desk.DataChoices) are read when the form is built.
+            choices=_data_choices(head, choices)
+            if isinstance(choices, DataChoices)
+            else head + [(k, v) for k, v in choices.items()],
             validators=[DataRequired()] if required else [Optional()],
             default=default,
             filters=[lambda v: v or None],  # an empty choice is NULL, not ""
@@ -929,6 +956,10 @@ def build_view(resource: Resource) -> type[DeskModelView]:
 
     person_lookups(resource)
     datamodel = DeskInterface(resource.model)
+    # A list of accounts names the login beside the name columns: there it stays the login.
+    datamodel.login_columns = frozenset(
+        c for c in resource.all_columns() if c.endswith(".username") and c[: -len("username")] + "first_name" in resource.all_columns()
+    )
     labels = {c: resource.label_of(c) for c in resource.all_columns()}
     personal = resource.personal_columns()
     from views.fields import show_value
@@ -984,6 +1015,10 @@ def build_view(resource: Resource) -> type[DeskModelView]:
     ]
     attrs["add_form_query_rel_fields"] = attrs["edit_form_query_rel_fields"] = related_in_scope(resource)
     attrs["search_form_query_rel_fields"] = related_in_scope(resource, list(resource.search_columns))
+    # The screen's list is ordered by what the API may order by (one rule, ``orderable``): a
+    # computed value (a ticket's current deadline) has no column, and a related record's column
+    # (ticket.number on a callback) is not joined under the estate filter.
+    attrs["order_columns"] = orderable(resource)
     if resource.show_template:
         attrs["show_template"] = resource.show_template
     if not resource.writable:
@@ -995,6 +1030,19 @@ def build_view(resource: Resource) -> type[DeskModelView]:
     # column of the model.
     attrs["exclude_route_methods"] = DeskModelView.exclude_route_methods | _absent_forms(resource, "add", "edit")
     return type(f"{resource.class_stem}View", (*resource.view_mixins, DeskModelView), attrs)
+
+
+def orderable(resource: Resource) -> list[str]:
+    """The columns a list (screen and API) may be ordered by: those declared, else the list's own
+    stored columns and the id."""
+    if resource.order_columns is not None:
+        return list(resource.order_columns)
+    table = resource.model.__table__.columns
+    plain = [
+        c for c in resource.list_columns
+        if c in table and not isinstance(table[c].type, JSON)  # PostgreSQL cannot order by json
+    ]
+    return [*dict.fromkeys([*plain, "id"])]
 
 
 def _absent_forms(resource: Resource, add_route: str, edit_route: str, delete_route: str = "delete") -> set[str]:
@@ -1026,7 +1074,8 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
         show_columns.append("version")
     # The message is resolved per request (T is lazy): Chinese by default, English on request.
     validators = {
-        col: validate.OneOf(list(choices), error=MSG_ONE_OF) for col, choices in resource.choices.items()
+        col: OneOfData(choices) if isinstance(choices, DataChoices) else validate.OneOf(list(choices), error=MSG_ONE_OF)
+        for col, choices in resource.choices.items()
     }
     attrs = dict(
         resource=resource,
@@ -1044,7 +1093,7 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
         add_columns=list(resource.add_columns),
         edit_columns=list(resource.edit_columns),
         search_columns=list(resource.search_columns),
-        order_columns=[c for c in resource.list_columns if "." not in c] + ["id"],
+        order_columns=orderable(resource),
         label_columns=labels,
         description_columns=dict(resource.descriptions),
         base_order=resource.order,
@@ -1060,8 +1109,6 @@ def build_api(resource: Resource) -> type[DeskModelRestApi]:
         ["id", FilterPreset, resource],  # ?preset=<name>: a named view of the list (views/workbench.py)
     ]
     attrs["add_query_rel_fields"] = attrs["edit_query_rel_fields"] = related_in_scope(resource)
-    if resource.order_columns is not None:
-        attrs["order_columns"] = list(resource.order_columns)
     if not resource.writable:
         attrs["base_permissions"] = ["can_read", "can_export"]
     attrs.update(api_routes(resource))

@@ -173,6 +173,21 @@ class DeskInterface(SQLAInterface):
                 return None
         return super().get(id, filters, select_columns, outer_default_load)
 
+    # --- what a screen shows of a row -------------------------------------------------------
+    # Columns that show a person's login on purpose (an account list beside the name columns).
+    login_columns: frozenset[str] = frozenset()
+
+    def _get_attr_value(self, item, col):
+        """A person is shown by name, not by login: ``assignee.username`` on a screen reads 张三
+        (the login only when no name is recorded, or where the list shows logins on purpose)."""
+        if col not in self.login_columns:
+            from app.security import person_at
+
+            name = person_at(item, col)
+            if name is not None:
+                return name
+        return super()._get_attr_value(item, col)
+
     def get_related_interface(self, col_name: str):
         # FAB builds a new interface (a walk over the mapper) for every option of a relation's
         # dropdown, hundreds per page; one per relation is enough (it holds no per-request state).

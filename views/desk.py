@@ -14,6 +14,7 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import FilterEqualFunction, get_field_setup_query
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
+from sqlalchemy import select
 
 from app.i18n import T
 from models.base import utcnow
@@ -44,12 +45,13 @@ from models.desk import (
     NotificationRoute,
     SlaPolicy,
     Ticket,
+    TicketSubkind,
     recompute_open_tickets,
 )
 from models.registers import TIMELINE_LABELS, display_tz, timeline
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
 from views.registers import TicketRegisterMixin
-from views.registry import REGISTRY, Action, Input, Link, Lookup, Related, Resource, Section, register
+from views.registry import REGISTRY, Action, Input, Link, Lookup, MenuEntry, Related, Resource, Section, register
 from views.reports import TicketReportApiMixin, TicketReportViewMixin
 from views.scope import COMPANY
 from views.visibility import current_user
@@ -80,6 +82,74 @@ USER_LOOKUP = Lookup(
 
 # --- help requests ---------------------------------------------------------------------------
 class TicketViewMixin:
+    """Taking a call: the caller card beside the form (who is calling, their units, open requests
+    and arrears: models/callers.py) and the sub-classes each class offers (data, not code)."""
+
+    add_template = "desk/ticket_add.html"
+    edit_template = "desk/ticket_edit.html"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from app.extensions import db
+        from models.desk import subkinds_of
+
+        self.extra_args["desk_subkinds"] = lambda: subkinds_of(db.session, None)
+
+    @expose("/caller")
+    @has_access
+    def caller(self):
+        """The caller card: ``?q=`` what the clerk typed (part of a phone, a unit code, a name) or
+        ``?unit=<id>`` the unit picked on the form. JSON with the people found and the card's HTML."""
+        from flask import jsonify, render_template
+
+        from models.callers import find_callers
+        from models.fees import local_today
+        from views.base import rights, sees_personal
+        from views.scope import user_estates
+        from views.visibility import mask_value
+
+        try:
+            unit_id = int(request.args["unit"]) if request.args.get("unit") else None
+        except ValueError:
+            return jsonify(message={"unit": [str(T("房屋编号无效", "Invalid unit"))]}), 400
+        term = (request.args.get("q") or "")[:64]
+        people = find_callers(
+            self.datamodel.session, term, unit_id=unit_id, estates=user_estates(), today=local_today(),
+            with_arrears="read" in rights("bill"),
+        )
+        if not sees_personal("owner"):
+            for p in people:
+                p["phone"] = mask_value("phone", p["phone"])
+        for p in people:
+            for u in p["units"]:
+                for t in u["tickets"]:
+                    t["url"] = url_for("TicketView.show", pk=t["id"])
+                    t["kind_label"] = str(TICKET_KINDS.get(t["kind"], t["kind"]))
+                    t["status_label"] = str(STATUSES.get(t["status"], t["status"]))
+        html = render_template(
+            "desk/caller_card.html", people=people, term=term, unit_asked=unit_id is not None,
+            unit_url=lambda pk: url_for("UnitView.show", pk=pk) if "read" in rights("unit") else None,
+            owner_url=lambda pk: url_for("OwnerView.show", pk=pk) if pk and "read" in rights("owner") else None,
+        )
+        data = [
+            {
+                **{k: p[k] for k in ("kind", "id", "name", "phone")},
+                "units": [
+                    {
+                        **{k: u[k] for k in ("id", "code", "estate_id", "estate", "owner_id", "owner")},
+                        "arrears": None if u["arrears"] is None else str(u["arrears"]),
+                        "tickets": [
+                            {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in t.items()}
+                            for t in u["tickets"]
+                        ],
+                    }
+                    for u in p["units"]
+                ],
+            }
+            for p in people
+        ]
+        return jsonify(people=data, html=html)
+
     def _get_add_widget(self, form, exclude_cols=None, widgets=None):
         # The clock starts when the request came in: a new form starts at "now" (the clerk changes
         # it for a letter received by post or a call noted during an outage).
@@ -153,7 +223,7 @@ def ticket_sections(*more_times: str) -> list[Section]:
             [
                 "number", "kind", "subkind", "channel", "priority", "status", "escalation_level", "estate.name",
                 "unit.code", "owner.name", "visitor_name", "visitor_phone", "address", "callback_phone",
-                "description", "assignee.username",
+                "description", "assignee.username", "deadline",
             ],
         ),
         *[_part(kind) for kind in TICKET_PARTS],
@@ -194,9 +264,17 @@ register(
         category="desk",
         estate="estate_id",
         icon="fa-life-ring",
-        list_columns=["number", "kind", "priority", "status", "unit.code", "received_at", "reply_due_at", "escalation_level"],
+        # What a clerk scans a list for: what it is about, who called, which unit, how long is
+        # left, who has it (by name).
+        list_columns=[
+            "number", "kind", "subject", "visitor_phone", "unit.code", "deadline", "assignee.username", "status",
+            "priority", "received_at", "escalation_level",
+        ],
         edit_columns=[*RECORD_FORM, *[c for _title, columns in TICKET_PARTS.values() for c in columns]],
-        search_columns=["number", "kind", "priority", "status", "received_at", "reported_at", "escalation_level", "unit"],
+        search_columns=[
+            "number", "kind", "subkind", "description", "visitor_name", "visitor_phone", "status", "priority",
+            "assignee", "received_at", "reported_at", "escalation_level", "unit",
+        ],
         order_columns=[
             "number", "kind", "priority", "status", "received_at", "reported_at", "reply_due_at", "escalation_level", "id",
         ],
@@ -218,6 +296,15 @@ register(
         links=[Link(T("打印登记表", "Print form"), "print_form")],
         sections=ticket_sections(),
         related=TICKET_RELATED,
+        menus=[
+            MenuEntry("report", T("求助统计报表", "Help desk report"), "report", icon="fa-line-chart"),
+            MenuEntry("register_help", T("住户求助登记表", "Help register"), "register?register=help", icon="fa-book"),
+            MenuEntry("register_repair", T("住户报修登记表", "Repair register"), "register?register=repair", icon="fa-wrench"),
+            MenuEntry(
+                "register_complaint", T("投诉受理登记表", "Complaint register"), "register?register=complaint",
+                icon="fa-commenting-o",
+            ),
+        ],
     )
 )
 
@@ -282,6 +369,39 @@ register(
             Section(T("响应时限", "Response policy"), POLICY_COLUMNS),
             Section(T("规程条款与本策略", "Procedure rules and this policy"), ["rule_notes"]),
         ],
+    )
+)
+
+SUBKIND_COLUMNS = ["kind", "code", "name", "name_en", "position", "active"]
+register(
+    Resource(
+        name="ticket_subkind",
+        model=TicketSubkind,
+        label=T("求助细类", "Request sub-classes"),
+        category="desk_settings",
+        estate=COMPANY,
+        icon="fa-tags",
+        list_columns=SUBKIND_COLUMNS,
+        edit_columns=SUBKIND_COLUMNS,
+        search_columns=["kind", "code", "name", "active"],
+        order=("kind", "asc"),
+        labels={
+            "kind": T("类别", "Class"),
+            "code": T("编码", "Code"),
+            "name": T("名称", "Name"),
+            "name_en": T("英文名称", "English name"),
+            "position": T("排序", "Order"),
+            "active": T("启用", "Active"),
+        },
+        descriptions={
+            "code": T("英文字母、数字和下划线，保存后不要改动（求助单记录的是编码）",
+                      "Letters, digits and underscores; keep it once used (requests store the code)"),
+            "active": T("停用后登记时不再提供，已登记的求助单不受影响",
+                        "A retired sub-class is no longer offered; requests that used it keep it"),
+        },
+        choices={"kind": TICKET_KINDS},
+        # Retire a sub-class instead: requests keep its code.
+        deletable=False,
     )
 )
 
@@ -403,7 +523,44 @@ register(
 
 # --- notifications: each user's own. Reading one is an atomic flag on a record without a version
 # (404 when it is not mine or read already), not a workflow step: its two routes are written here.
+# What a notification is about -> the screen that shows it (dunning runs are about an estate: the
+# notices to print). A resource added later with notifications adds its line here.
+NOTIFICATION_SUBJECTS = {
+    "ticket": lambda pk: _ticket_url(pk),
+    "callback": lambda pk: url_for("CallbackView.show", pk=pk),
+    "renovation": lambda pk: url_for("RenovationView.show", pk=pk),
+    "rectification": lambda pk: url_for("RectificationOrderView.show", pk=pk),
+    "estate": lambda pk: url_for("DunningNoticeView.list"),
+}
+
+
+def _ticket_url(pk: int) -> str:
+    from app.extensions import db
+
+    archived = db.session.execute(select(Ticket.archived_at).where(Ticket.id == pk)).scalar()
+    return url_for("TicketArchiveView.show" if archived else "TicketView.show", pk=pk)
+
+
 class NotificationViewMixin:
+    def _show(self, pk):
+        # Opening one of my notifications reads it (the bell counts one fewer).
+        if str(pk).isdigit():
+            Notification.mark_read(self.datamodel.session, int(pk), g.user.id)
+        return super()._show(pk)
+
+    @expose("/open/<int:pk>")
+    @has_access
+    def open(self, pk):
+        """The record the notification is about (marked read on the way)."""
+        from flask import abort
+
+        item = self.datamodel.get(pk, self._base_filters)
+        if item is None:
+            abort(404)
+        Notification.mark_read(self.datamodel.session, pk, g.user.id)
+        target = NOTIFICATION_SUBJECTS.get(item.subject_type)
+        return redirect(target(item.subject_id) if target else url_for(f"{type(self).__name__}.show", pk=pk))
+
     @expose("/read/<int:pk>", methods=["POST"])
     @has_access
     def mark_read(self, pk):
@@ -464,6 +621,7 @@ register(
         labels=NOTIFICATION_LABELS,
         choices={"kind": NOTIFICATION_KIND_LABELS, "channel": NOTIFICATION_CHANNELS, "state": NOTIFICATION_STATES},
         base_filters=[["user_id", FilterEqualFunction, lambda: g.user.id]],
+        links=[Link(T("打开相关记录", "Open the record"), "open")],
         view_mixins=(NotificationViewMixin,),
         api_mixins=(NotificationApiMixin,),
     )

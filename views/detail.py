@@ -24,10 +24,42 @@ def sections_as_fieldsets(resource: Resource, item, shown: set[str]) -> list | N
     return sets
 
 
+def record_links(res: Resource, item, columns) -> dict[str, str]:
+    """Related records link to each other: a detail page's ``unit.code`` / ``owner.name`` is a link
+    to that unit's / owner's page, for the user who may read it (the page itself checks the
+    estate). Any resource's columns into any registered model, without a line per resource."""
+    from sqlalchemy import inspect as sa_inspect
+
+    from views.base import rights
+    from views.visibility import resources_by_model
+
+    serving = resources_by_model()
+    links: dict[str, str] = {}
+    mapper = sa_inspect(res.model)
+    for col in columns:
+        rel_name = col.split(".")[0]
+        rel = mapper.relationships.get(rel_name)
+        if rel is None or rel.uselist:
+            continue
+        target = getattr(item, rel_name, None)
+        names = serving.get(rel.mapper.class_, [])
+        if target is None or not names:
+            continue
+        # A record served by two resources (a request and its archive): the one that holds it.
+        name = next((n for n in names if REGISTRY[n].name.endswith("_archive") == (getattr(target, "archived_at", None) is not None)), names[0])
+        if "read" in rights(name):
+            links[col] = url_for(f"{REGISTRY[name].class_stem}View.show", pk=target.id)
+    return links
+
+
 def _cell(res: Resource, obj, col: str):
+    from app.security import person_at
     from views.excel import resolve
     from views.fields import show_value
 
+    name = person_at(obj, col)  # a person by name, not login
+    if name is not None:
+        return name
     value = resolve(obj, col)
     if col in res.choices and value in res.choices[col]:
         value = res.choices[col][value]

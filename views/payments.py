@@ -15,8 +15,6 @@ from flask import abort, request, send_file, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, permission_name, protect
 from sqlalchemy.orm import object_session
-from wtforms import StringField
-from wtforms.validators import Optional
 
 from app.i18n import T
 from models.archives import Unit
@@ -32,7 +30,6 @@ from models.payments import (
     Refund,
     allocations_of,
     letter_data,
-    parse_bill_ids,
     parse_collect_bills,
     payment_answer,
     prepaid_balance,
@@ -46,7 +43,7 @@ from models.reports import arrears_page, chart_series, jsonable, report_args, re
 from views.archives import UNIT_LOOKUP
 from views.base import rights
 from views.fees import ALLOCATED, AUDIT, LABELS, linked_rows
-from views.registry import Action, Input, Link, Related, Resource, Section, register
+from views.registry import Action, Input, Link, MenuEntry, Related, Resource, Section, register
 from views.scope import OutOfScope, admit, scoped_estate
 
 
@@ -68,27 +65,13 @@ class PaymentRules:
         item.refuse_change()
 
 
-BILLS_HINT = T(
-    "账单编号，以逗号分隔；不填则按缴费期限从早到晚自动冲抵，余额转为预存款",
-    "Bill ids, comma-separated; empty: the oldest bills first, the rest is prepaid balance",
-)
-
-
 class PaymentViewMixin(PaymentRules):
-    def _init_forms(self):
-        # The optional choice of bills: ids typed in (shown on the unit's bills list).
-        label = str(PAYMENT_LABELS["bills"])
-        self.add_columns = [*self.add_columns, "bills"]
-        bills = StringField(label, validators=[Optional()], description=str(BILLS_HINT))
-        self.add_form_extra_fields = {**self.add_form_extra_fields, "bills": bills}
-        self.label_columns = {**self.label_columns, "bills": label}
-        super()._init_forms()
-
+    # The screen's payment form allocates oldest first (the rest is prepaid); bills are chosen by
+    # ticking them on the collect form (收款, views/collect.py), never by typing their ids.
     def pre_add(self, item):
         session = self.datamodel.session
         try:
-            bills = parse_bill_ids(request.form.get("bills"))
-            record_payment(session, item.unit, item.amount, item.method, bills, payment=item)
+            record_payment(session, item.unit, item.amount, item.method, None, payment=item)
         except FieldErrors:
             session.rollback()
             raise
@@ -587,7 +570,7 @@ register(
         name="collection_report",
         model=Bill,
         label=T("收费报表", "Fee reports"),
-        category="fees",
+        category="reports",
         estate="estate_id",
         icon="fa-bar-chart",
         # Bill lines without unit or owner: no personal data (the reports are the point).
@@ -597,6 +580,12 @@ register(
         writable=False,
         records=False,
         menu_route="report",
+        menus=[
+            MenuEntry(
+                "arrears", T("欠费明细（按户）", "Arrears by household"), "arrears", icon="fa-exclamation-circle",
+                needs=("bill", "read"),
+            )
+        ],
         order_columns=["period", "amount", "paid_amount", "status", "id"],
         labels={**LABELS, "amount": T("应收金额", "Amount")},
         choices={"status": BILL_STATUSES},

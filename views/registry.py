@@ -24,6 +24,7 @@ CATEGORIES: dict[str, tuple[T, str]] = {
     "fees": (T("收费管理", "Fees"), "fa-yen"),
     "services": (T("便民服务", "Services"), "fa-handshake-o"),
     "renovation": (T("装修管理", "Renovations"), "fa-paint-brush"),
+    "reports": (T("报表", "Reports"), "fa-bar-chart"),
 }
 
 # Labels every resource shares.
@@ -128,6 +129,23 @@ class Link:
 
 
 @dataclass
+class MenuEntry:
+    """A page a resource serves beside its list (a report, a register), with its own menu entry:
+    shown to the roles that read the resource (and hold ``needs``, a (resource, right) pair, when
+    the page reads another resource too)."""
+
+    key: str  # the menu entry's name is "<resource>.<key>"
+    label: T
+    path: str  # below the resource's screen: "report", "register?register=repair"
+    icon: str = "fa-file-text-o"
+    category: str = "reports"
+    needs: tuple[str, str] | None = None
+
+    def menu_name(self, resource_name: str) -> str:
+        return f"{resource_name}.{self.key}"
+
+
+@dataclass
 class Section:
     """A part of the detail page: a title and its columns, shown when ``when(record)`` holds."""
 
@@ -214,6 +232,8 @@ class Resource:
     links: Sequence[Link] = ()
     sections: Sequence[Section] = ()
     related: Sequence[Related] = ()
+    # Pages beside the list (reports, registers) that have a menu entry of their own.
+    menus: Sequence[MenuEntry] = ()
     # What an add form starts on, per column: a value or a function of none (views/fields.py gives
     # periods the office's month and TODAY_DATES the office's today without a declaration).
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -221,6 +241,9 @@ class Resource:
     def __post_init__(self):
         if self.category not in CATEGORIES:
             raise ValueError(f"{self.name}: unknown menu category {self.category!r}")
+        for entry in self.menus:
+            if entry.category not in CATEGORIES:
+                raise ValueError(f"{self.name}.{entry.key}: unknown menu category {entry.category!r}")
         if self.add_columns is None:
             self.add_columns = list(self.edit_columns)
         if self.records and self.estate == "estate_id" and hasattr(self.model, "estate"):
@@ -299,3 +322,17 @@ def register(resource: Resource) -> Resource:
 
 def menu_categories_for(name: str) -> list[str]:
     return [REGISTRY[name].category]
+
+
+def menu_entries_for(name: str, rights_of) -> list[tuple[str, str]]:
+    """The (entry name, category) of a resource's own pages a role reaches from the menu;
+    ``rights_of(resource)`` gives the role's rights."""
+    res = REGISTRY[name]
+    out = []
+    if "read" not in rights_of(name):
+        return out
+    for entry in res.menus:
+        if entry.needs is not None and entry.needs[1] not in rights_of(entry.needs[0]):
+            continue
+        out.append((entry.menu_name(name), entry.category))
+    return out

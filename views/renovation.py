@@ -39,7 +39,7 @@ from models.renovation import (
     report_lists,
 )
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
-from views.registry import Action, Input, Link, Lookup, Related, Resource, Section, moves_to, register
+from views.registry import Action, Input, Link, Lookup, MenuEntry, Related, Resource, Section, moves_to, register
 from views.scope import user_estates
 from views.uploads import save_uploads, send_nth
 
@@ -411,6 +411,7 @@ register(
         category="renovation",
         estate="estate_id",
         deletable=False,
+        menus=[MenuEntry("report", T("装修报表", "Renovation report"), "report", icon="fa-area-chart")],
         icon="fa-paint-brush",
         list_columns=[
             "number",

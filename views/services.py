@@ -49,7 +49,7 @@ from models.services import (
 )
 from views.actions import _openapi, parse_inputs
 from views.archives import OWNER_LOOKUP, UNIT_LOOKUP
-from views.registry import REGISTRY, Action, Input, Lookup, Related, Resource, Section, moves_to, register
+from views.registry import REGISTRY, Action, Input, Lookup, MenuEntry, Related, Resource, Section, moves_to, register
 from views.reports import chart
 from views.scope import scoped_range
 
@@ -467,6 +467,7 @@ register(
         category="services",
         estate="estate_id",
         deletable=False,
+        menus=[MenuEntry("report", T("便民服务报表", "Service report"), "report", icon="fa-pie-chart")],
         icon="fa-handshake-o",
         list_columns=[
             "number",
@@ -492,7 +493,7 @@ register(
             ),
             Section(
                 T("收费", "Charge"),
-                ["charge_mode", "bill.id", "payment.receipt_no"],
+                ["charge_mode", "bill.period", "payment.receipt_no"],
                 when=lambda o: o.status in PAID_STATUSES,
             ),
             Section(T("评价", "Rating"), ["satisfaction", "rating_comment"], when=lambda o: o.status == "rated"),
@@ -524,7 +525,7 @@ register(
             "quoted_price": T("报价(元)", "Quote (CNY)"),
             "amount": T("收费金额(元)", "Charged amount (CNY)"),
             "charge_mode": T("收费方式", "Charged how"),
-            "bill.id": T("账单编号", "Bill no."),
+            "bill.period": T("计入账单（账期）", "Bill (period)"),
             "payment.receipt_no": T("收据号", "Receipt no."),
             "satisfaction": T("满意度(1-5)", "Satisfaction (1-5)"),
             "rating_comment": T("评价", "Comment"),

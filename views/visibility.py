@@ -64,6 +64,13 @@ class SafeModel2SchemaConverter(Model2SchemaConverter):
 
     resource = None  # set by the API (views/base.py)
 
+    def _column2field(self, datamodel, column, nested=True, parent_schema_name=None):
+        # A model property that gives a time (a ticket's current deadline) is dumped as one.
+        attr = getattr(datamodel.obj, column.name, None)
+        if isinstance(attr, property) and "datetime" in str(attr.fget.__annotations__.get("return", "")):
+            return fields.DateTime(dump_only=True)
+        return super()._column2field(datamodel, column, nested=nested, parent_schema_name=parent_schema_name)
+
     def _column2relation(self, datamodel, column, nested=False, parent_schema_name=None):
         if nested and not column.children:
             many = datamodel.is_relation_many_to_many(column.name) or datamodel.is_relation_one_to_many(column.name)

@@ -29,6 +29,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # The browser's own controls (date pickers, file inputs) in Chinese, as on the office's PCs.
+    "--lang=zh-CN",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 15_000

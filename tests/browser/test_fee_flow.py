@@ -295,7 +295,6 @@ def test_fee_from_standard_to_receipt(app, page, new_page, login, estate, artifa
     staff.fill("#amount", str(expected))
     _select2_choose(staff, "method", "现金")
     staff.fill("#payer_name", estate["owner_name"])
-    staff.fill("#bills", str(bill_id))
     _saved(staff, "the payment")
     receipt_no = f"{estate['estate_code']}-{today.year}-000001"
     pay_id, _ = _open_row(staff, "/payment/list/", receipt_no, "payment")

@@ -64,7 +64,8 @@ $(function () {
 $(function () {
   var nav = $(".navbar-right").first();
   if (!nav.length || $("#desk-bell").length || !$('meta[name="desk-signed-in"]').length) { return; }
-  var item = $('<li id="desk-bell"><a href="/notification/list/" title="通知 / Notifications">' +
+  var item = $('<li id="desk-bell"><a href="/notification/list/?preset=unread" title="' +
+    (DESK_LANG === "zh" ? "未读通知" : "Unread notifications") + '">' +
     '<i class="fa fa-bell"></i> <span class="badge desk-unread" style="display:none"></span></a></li>');
   nav.prepend(item);
   $.ajax({url: "/api/v1/notification/unread", dataType: "json", cache: false})
@@ -72,6 +73,100 @@ $(function () {
       var n = (data && data.unread) || 0;
       item.find(".desk-unread").text(n > 99 ? "99+" : String(n)).toggle(n > 0);
     });
+});
+
+// Taking a call (desk/ticket_add.html): what the clerk types finds the caller (views/desk.py
+// caller); "use" on a unit, or picking the unit on the form, fills estate, unit, owner, caller, phone.
+$(function () {
+  var card = $(".desk-caller");
+  if (!card.length) { return; }
+  var form = $("form#model_form, form").filter(function () { return $(this).find("#kind").length; }).first();
+  var results = card.find(".desk-caller-results");
+  var endpoint = card.data("endpoint");
+  var timer = null, last = null, filling = false;
+  function show(params) {
+    $.ajax({url: endpoint, data: params, dataType: "json", cache: false}).done(function (data) {
+      results.html(data.html);
+    });
+  }
+  card.find("#desk-caller-q").on("input", function () {
+    var q = $.trim($(this).val());
+    clearTimeout(timer);
+    if (q === last) { return; }
+    timer = setTimeout(function () {
+      last = q;
+      if (q.length < 2) { results.empty(); return; }
+      show({q: q});
+    }, 250);
+  });
+  function pick(select, id, text) {
+    if (!select.length || !id) { return; }
+    if (!select.find("option[value='" + id + "']").length) {
+      select.append(new Option(text, id, false, false));
+    }
+    select.val(String(id)).trigger("change");
+  }
+  function setIfEmpty(input, value) {
+    if (input.length && value && !$.trim(input.val())) { input.val(value); }
+  }
+  function fill(b, overwrite) {
+    filling = true;
+    pick(form.find("select#estate"), b.data("estate-id"), "");
+    pick(form.find("select#unit"), b.data("unit-id"), String(b.data("unit-code")));
+    if (b.data("owner-id")) { pick(form.find("select#owner"), b.data("owner-id"), String(b.data("owner-name"))); }
+    var name = form.find("#visitor_name"), phone = form.find("#visitor_phone");
+    if (overwrite) {
+      if (b.data("contact-name")) { name.val(b.data("contact-name")); }
+      if (b.data("contact-phone")) { phone.val(b.data("contact-phone")); }
+    } else {
+      setIfEmpty(name, b.data("contact-name"));
+      setIfEmpty(phone, b.data("contact-phone"));
+    }
+    setIfEmpty(form.find("#callback_phone"), b.data("contact-phone"));
+    filling = false;
+  }
+  results.on("click", ".desk-caller-use", function () {
+    results.find(".desk-caller-use").removeClass("active");
+    $(this).addClass("active");
+    fill($(this), true);
+  });
+  // The unit picked on the form itself: its owner fills the empty fields, and the card shows it.
+  form.find("select#unit").on("change", function () {
+    var id = $(this).val();
+    if (filling || !id) { return; }
+    $.ajax({url: endpoint, data: {unit: id}, dataType: "json", cache: false}).done(function (data) {
+      results.html(data.html);
+      var first = results.find(".desk-caller-use[data-unit-id='" + id + "']").first();
+      if (first.length) { fill(first, false); }
+    });
+  });
+});
+
+// Sub-classes are data (ticket_subkind): the form offers only the chosen class's ones, and hides
+// the field for a class that has none.
+$(function () {
+  var data = $("#desk-subkinds");
+  var kind = $("select#kind"), sub = $("select#subkind");
+  if (!data.length || !kind.length || !sub.length) { return; }
+  var kindOf = JSON.parse(data.text() || "{}");
+  var all = sub.find("option").clone();
+  var group = sub.closest("tr, .form-group");
+  function refresh() {
+    var k = kind.val(), current = sub.val();
+    sub.empty();
+    var any = false;
+    all.each(function () {
+      var v = $(this).attr("value");
+      if (!v || kindOf[v] === k || v === current && kindOf[v] === undefined) {
+        if (v) { any = true; }
+        sub.append($(this).clone());
+      }
+    });
+    sub.val(sub.find("option[value='" + current + "']").length ? current : "").trigger("change.select2");
+    group.toggle(any);
+  }
+  kind.on("change", refresh);
+  refresh();
 });
 
 // A form field with one sensible value given other fields (views/lookups.py, data-desk-prefill):
