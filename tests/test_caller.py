@@ -215,3 +215,27 @@ def test_the_list_shows_subject_phone_unit_deadline_and_handler_by_name(app, cal
     assert api_rows.status_code == 200, api_rows.get_data(as_text=True)[:300]
     row = api_rows.json["result"][0]
     assert row["deadline"] and row["subject"] == "厨房水管漏水"
+
+
+def test_on_every_form_with_a_unit_the_owner_follows_the_unit(app, call):
+    """Not only the request form: any resource with a unit and an owner field (a service order, a
+    renovation, a resident, a vehicle) fills the owner from the unit's sole current owner."""
+    from views.lookups import UNIT_OWNER, prefill_rule
+    from views.registry import REGISTRY
+
+    with_owner = [
+        name for name, res in REGISTRY.items()
+        if res.writable and "owner" in (res.add_columns or ()) and "unit" in (res.add_columns or ())
+    ]
+    assert {"ticket", "service_order", "renovation", "resident"} <= set(with_owner), with_owner
+    for name in with_owner:
+        assert prefill_rule(REGISTRY[name], "owner") is not None, name
+    clerk = _client(app, call["clerk"])
+    for name in with_owner:
+        resp = clerk.get(f"/{name}/prefill/owner", query_string={"unit": call["u1"]})
+        assert resp.status_code == 200 and resp.json == {"id": call["owner"], "text": f"李来电{call['tag']}"}, (name, resp.json)
+        # A unit outside the clerk's estates answers nothing.
+        assert clerk.get(f"/{name}/prefill/owner", query_string={"unit": call["u3"]}).json == {}
+    form = clerk.get("/service_order/add").get_data(as_text=True)
+    assert 'data-desk-prefill="/service_order/prefill/owner"' in form and 'data-desk-depends="unit"' in form
+    assert UNIT_OWNER.depends == ("unit",)

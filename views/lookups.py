@@ -90,10 +90,14 @@ class LookupWidget:
                 f'<option value="{escape(field.obj.id)}" selected>{escape(field.lookup.label(field.obj))}</option>'
             )
         required = " required" if field.flags.required else ""
+        # data-* attributes set on the field (a prefill rule: views/lookups.py prefill_add_form)
+        extra = "".join(
+            f' {escape(k)}="{escape(v)}"' for k, v in (field.render_kw or {}).items() if str(k).startswith("data-")
+        )
         return Markup(
             f'<select class="form-control desk-lookup" id="{escape(field.id)}" name="{escape(field.name)}"'
             f' data-endpoint="{escape(field.endpoint)}" data-placeholder="{escape(str(T("输入以搜索", "Type to search")))}"'
-            f"{required}>{selected}</select>"
+            f"{required}{extra}>{selected}</select>"
         )
 
 
@@ -273,7 +277,7 @@ def prefill_add_form(resource, form) -> None:
             if estate is not None and isinstance(field, LookupField):
                 _choose(field, estate)
             continue
-        rule = PREFILLS.get((resource.name, name))
+        rule = prefill_rule(resource, name)
         if rule is None:
             if (
                 isinstance(field, QuerySelectField)
@@ -301,7 +305,7 @@ def prefill_response(resource, column: str):
     (``?unit=12``): ``{"id": ..., "text": ...}``, or ``{}`` when there is none or several."""
     from flask import abort, current_app
 
-    rule = PREFILLS.get((resource.name, column))
+    rule = prefill_rule(resource, column)
     if rule is None:
         abort(404)
     session = current_app.appbuilder.session
@@ -355,3 +359,48 @@ def metered_items(session, values) -> list:
 
 
 PREFILLS[("meter_reading", "item")] = Prefill(metered_items, depends=("unit",))
+
+
+def unit_owners(session, values) -> list:
+    """The owners of the chosen unit today (a unit with co-owners has no one sensible owner)."""
+    from models.archives import Owner, Ownership
+    from models.fees import local_today
+
+    unit = values.get("unit")
+    if unit is None:
+        return []
+    today = local_today()
+    return (
+        session.execute(
+            select(Owner)
+            .join(Ownership, Ownership.owner_id == Owner.id)
+            .where(
+                Ownership.unit_id == unit.id,
+                (Ownership.since.is_(None)) | (Ownership.since <= today),
+                (Ownership.until.is_(None)) | (Ownership.until >= today),
+            )
+            .limit(2)
+        )
+        .scalars()
+        .all()
+    )
+
+
+UNIT_OWNER = Prefill(unit_owners, depends=("unit",))
+
+
+def prefill_rule(resource, column: str) -> Prefill | None:
+    """The declared rule for the field, else the general one: on any form with a unit, the owner
+    follows the unit (a request, a service order, a renovation, a resident, a vehicle)."""
+    rule = PREFILLS.get((resource.name, column))
+    if rule is not None:
+        return rule
+    from models.archives import Owner, Unit
+
+    if (
+        _related_model(resource, column) is Owner
+        and _related_model(resource, "unit") is Unit
+        and "unit" in (resource.add_columns or resource.edit_columns)
+    ):
+        return UNIT_OWNER
+    return None

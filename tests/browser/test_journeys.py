@@ -260,3 +260,18 @@ def test_the_committee_reads_the_months_figures(page, login, caller):
     shot(page, "journey-committee-3-fee-report")
     clicks.report()
     assert clicks.count <= 4
+
+
+def test_picking_the_unit_fills_the_owner_on_a_service_order(page, login, caller):
+    """The owner follows the unit on every form with both (views/lookups.py prefill_rule)."""
+    login(page, "Staff")
+    clicks = Clicks("service-order-owner")
+    _menu(page, clicks, "便民服务", "服务单")
+    with page.expect_navigation():
+        clicks.click(page.locator("a[href^='/service_order/add']").first)
+    select2_choose(page, "unit", caller["code"], typed=caller["code"], clicks=clicks)
+    page.wait_for_function(
+        "name => (document.querySelector('#select2-owner-container') || {}).innerText?.includes(name)", arg=caller["owner"]
+    )
+    shot(page, "journey-service-order-owner")
+    assert clicks.count == 5

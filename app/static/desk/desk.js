@@ -177,8 +177,12 @@ $(function () {
     var deps = String(el.data("desk-depends") || "").split(",").filter(Boolean);
     var auto = el.is("[data-desk-prefilled]");
     el.on("change", function () { if (!setting) { auto = false; } });
-    function set(value) {
+    function set(value, text) {
       setting = true;
+      // A picker by typing (views/lookups.py) holds only the chosen option: add it first.
+      if (value && !el.find("option").filter(function () { return this.value === value; }).length) {
+        el.append(new Option(text || value, value, false, false));
+      }
       el.val(value).trigger("change");
       setting = false;
     }
@@ -189,7 +193,7 @@ $(function () {
         var q = {};
         deps.forEach(function (d) { q[d] = form.find("[name='" + d + "']").val() || ""; });
         $.ajax({url: el.data("desk-prefill"), data: q, dataType: "json", cache: false}).done(function (data) {
-          if (data && data.id !== undefined) { set(String(data.id)); auto = true; }
+          if (data && data.id !== undefined) { set(String(data.id), data.text); auto = true; }
           else if (auto) { set(el.find("option[value='__None']").length ? "__None" : ""); }
         });
       });
