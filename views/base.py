@@ -637,6 +637,15 @@ class DeskModelRestApi(ActionApiMixin, ModelRestApi):
     def pre_get_list(self, data: dict) -> None:
         data["count_estimated"] = bool(g.get("desk_count_estimated", False))
 
+    def set_response_key_mappings(self, response, func, rison_args, **kwargs):
+        # FAB's ``@merge_response_func`` keeps the function it was given (FAB's own), so an override
+        # here would never run: call each merge function by its name, on this class.
+        mappings = getattr(func, "_response_key_func_mappings", {})
+        keys = rison_args.get("keys") or list(mappings)
+        for key, merge in mappings.items():
+            if key in keys:
+                getattr(self, merge.__name__)(response, **kwargs)
+
     # ``_info``: the form metadata (with each relation's first values) is for those who may write;
     # a relation's values only where the user may read the related records.
     def merge_add_field_info(self, response, **kwargs):
