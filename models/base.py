@@ -173,7 +173,8 @@ class AuditedModel(Model):
             value = getattr(self, attr, None)
             if value:
                 return str(value)
-        return f"{type(self).__name__} {self.id}"
+        # The resource's label (views/registry.py register() sets it), never the class name.
+        return f"{getattr(type(self), '__record_label__', None) or type(self).__name__} {self.id}"
 
 
 class DataChoices(Mapping):

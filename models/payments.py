@@ -60,6 +60,7 @@ class ReceiptCounter(AuditedModel):
     """The last receipt number used per estate and year; locked while a payment takes the next."""
 
     __tablename__ = "receipt_counter"
+    __record_label__ = T("收据编号", "Receipt numbering")  # no screen of its own (models/base.py __str__)
 
     estate_id: Mapped[int] = mapped_column(ForeignKey("estate.id"), nullable=False)
     year: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -131,6 +132,7 @@ class PaymentAllocation(AuditedModel):
     is voided; never deleted."""
 
     __tablename__ = "payment_allocation"
+    __record_label__ = T("收款冲抵", "Payment allocation")  # no screen of its own (models/base.py __str__)
 
     payment_id: Mapped[int] = mapped_column(ForeignKey("payment.id"), nullable=False)
     bill_id: Mapped[int] = mapped_column(ForeignKey("bill.id"), nullable=False)

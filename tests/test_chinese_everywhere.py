@@ -134,7 +134,8 @@ def english_words(text: str, allowed: set[str], phrases: frozenset[str] = frozen
 
 def data_words(app) -> set[str]:
     """The words of the seeded records' own names and codes (what people typed, not the product's
-    text): estate and fee item codes, people's names and logins."""
+    text): estate and fee item codes, a hand-made bill's source reference, people's names and
+    logins."""
     from flask_appbuilder.security.sqla.models import User
 
     from app.extensions import db
@@ -145,7 +146,7 @@ def data_words(app) -> set[str]:
             for value in (*row, f"{row.first_name or ''}{row.last_name or ''}"):
                 words.update(WORD.findall(value or ""))
         for res in REGISTRY.values():
-            for col in ("code", "plate", "number", "receipt_no", "name"):
+            for col in ("code", "plate", "number", "receipt_no", "name", "source"):
                 column = getattr(res.model, col, None)
                 if column is None or not hasattr(column, "property"):
                     continue

@@ -58,7 +58,11 @@ FIELD_LABELS = {
     "archived_at": T("归档时间", "Archived at"),
 }
 # Values a screen shows through a formatter of its own, not ``Resource.choices``.
-VALUE_LABELS_LAZY = ("models.archives:UNIT_USES:unit_uses", "models.renovation:RENOVATION_SCOPES:scope")
+VALUE_LABELS_LAZY = (
+    "models.archives:UNIT_USES:unit_uses",
+    "models.renovation:RENOVATION_SCOPES:scope",
+    "models.archives:UNIT_STATUSES:unit_status_before",
+)
 REFUND_KINDS = {"prepaid": T("预存款退款", "Prepaid refund"), "deposit": T("押金退款", "Deposit refund")}
 EMPTY = T("（空）", "(empty)")
 SEP = T("：", ": ")

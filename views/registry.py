@@ -317,6 +317,9 @@ def register(resource: Resource) -> Resource:
     if resource.name in REGISTRY and REGISTRY[resource.name].model is not resource.model:
         raise ValueError(f"resource {resource.name!r} is registered twice")
     REGISTRY[resource.name] = resource
+    if resource.records and "__record_label__" not in vars(resource.model):
+        # A record without a name of its own reads as "催缴通知 2", not its class (models/base.py).
+        resource.model.__record_label__ = resource.label
     return resource
 
 
