@@ -73,6 +73,7 @@ def _compile(po: Path, mo: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write_mo(f, catalog)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; every process user reads it
         os.replace(tmp, mo)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

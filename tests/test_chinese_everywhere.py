@@ -452,6 +452,49 @@ def test_a_rule_about_a_column_off_the_form_names_it_by_its_label(app):
             assert get_flashed_messages() == expected
 
 
+def test_the_catalogue_needs_no_build_step(tmp_path, monkeypatch):
+    """Only the .po is kept (*.mo is git-ignored): start-up compiles it next to the .po when the
+    .mo is missing or older, or into a cache directory when the package cannot be written."""
+    import os
+    import shutil
+    import tempfile
+
+    from babel.support import Translations
+
+    from app import i18n
+
+    source = tmp_path / "translations"
+    shutil.copytree(i18n.TRANSLATIONS_DIR, source, ignore=shutil.ignore_patterns("*.mo"))
+    mo = source / "zh" / "LC_MESSAGES" / "messages.mo"
+    assert i18n.compile_catalogues(source) == str(source) and mo.exists()
+    assert mo.stat().st_mode & 0o044 == 0o044  # readable by the web and worker processes' user
+    catalogue = Translations.load(str(source), ["zh"])
+    assert catalogue.gettext("Are you sure you want to delete this item?") == "确定要删除这条记录吗？"
+    assert catalogue.gettext("Cancel") == "取消"
+    # An edited .po is compiled again; an unchanged one is not.
+    os.utime(mo, (1_000_000, 1_000_000))
+    i18n.compile_catalogues(source)
+    assert mo.stat().st_mtime > 1_000_000
+    made = mo.stat().st_mtime_ns
+    i18n.compile_catalogues(source)
+    assert mo.stat().st_mtime_ns == made
+    # A package directory that cannot be written: the .mo goes to a cache directory.
+    mo.unlink()
+    real = tempfile.mkstemp
+
+    def refuse_in_source(*args, dir=None, **kwargs):
+        if dir is not None and str(dir).startswith(str(source)):
+            raise PermissionError(13, "read-only", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse_in_source)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    where = i18n.compile_catalogues(source)
+    assert where.startswith(str(tmp_path / "cache")) and not mo.exists()
+    assert Translations.load(where, ["zh"]).gettext("OK") == "确定"
+
+
 def test_the_sign_in_page_is_chinese(app, allowed):
     client = app.test_client()
     for url in ("/login/", "/"):
