@@ -44,9 +44,11 @@ EXPORT_BATCH = 2000
 def _cell(value, tz):
     if value is None:
         return None
+    if isinstance(value, bool):  # read as the screens read it, not TRUE/FALSE
+        return str(T("是", "Yes")) if value else str(T("否", "No"))
     if isinstance(value, dt.datetime):
         return value.astimezone(tz).replace(tzinfo=None) if value.tzinfo else value
-    if isinstance(value, (dt.date, int, float, Decimal, str, bool)):
+    if isinstance(value, (dt.date, int, float, Decimal, str)):
         return value
     return str(value)
 
