@@ -374,7 +374,7 @@ def test_form_errors_are_chinese(app, allowed):
     """Every add form sent empty (those with a required field: nothing is saved) answers with its
     errors in Chinese: WTForms' and FAB's validator messages included."""
     client = login(app, "admin")
-    refused = 0
+    refused, required_said = 0, 0
     for name in ADDABLE:
         if not form_parts(client.get(f"/{name}/add").get_data(as_text=True)).required:
             continue
@@ -386,8 +386,10 @@ def test_form_errors_are_chinese(app, allowed):
             FOUND[context].add(f"Admin POST /{name}/add")
             WORDS[word] += 1
         refused += 1
+        required_said += "必填" in text  # WTForms' "This field is required.", in Chinese
     CHECKED["Admin (form errors)"] = refused
     assert refused >= len(ADDABLE) // 2
+    assert required_said >= refused // 2, (required_said, refused)
 
 
 CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef\u3000-\u303f]")

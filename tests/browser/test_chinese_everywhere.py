@@ -164,3 +164,23 @@ def test_the_ticket_form_in_english_as_the_browser_draws_it(wide_page, office):
     )
     page.keyboard.press("Escape")
     switch_language(page, "zh")
+
+
+def test_error_pages_keep_the_top_bar_and_a_way_back(wide_page, office):
+    page = wide_page
+    sign_in(page, "staff_a")
+    page.goto("/owner/list/")
+    with page.expect_navigation():  # followed from a page of the site (a link would do the same): a referrer
+        page.evaluate("location.href = '/no-such-page/'")
+    page.screenshot(path=str(SHOTS / "zh-404.png"), full_page=True)
+    assert page.locator("header.top .navbar").is_visible()
+    assert page.locator(".desk-http-error").inner_text().startswith("404 · 页面不存在")
+    with page.expect_navigation():
+        page.locator(".desk-http-error a", has_text="返回上一页").click()
+    assert page.url.endswith("/owner/list/")
+    page.goto("/notification_route/add")  # Staff may not configure the robots
+    page.screenshot(path=str(SHOTS / "zh-403.png"), full_page=True)
+    assert page.locator(".desk-http-error").inner_text().startswith("403 · 没有权限")
+    with page.expect_navigation():
+        page.locator(".desk-http-error a", has_text="返回首页").click()
+    assert page.locator(".desk-workbench").count() == 1
