@@ -153,11 +153,13 @@ class OneOfData(validate.Validator):
     """marshmallow's ``OneOf`` over choices kept as data: the codes are read when a value is checked."""
 
     def __init__(self, choices):
-        self.choices = choices
+        # Not ``choices``: the OpenAPI spec would list them (apispec reads that attribute), and
+        # data may change after the spec is built.
+        self.data_choices = choices
 
     def __call__(self, value):
-        if value not in self.choices:
-            raise ValidationError(str(MSG_ONE_OF).format(choices=", ".join(map(str, self.choices))))
+        if value not in self.data_choices:
+            raise ValidationError(str(MSG_ONE_OF).format(choices=", ".join(map(str, self.data_choices))))
         return value
 
 
