@@ -43,8 +43,10 @@ def may_collect() -> bool:
 
 
 # The buttons (views/registry.py Link): on a unit's page, and on a bill's page while it is unpaid.
-UNIT_COLLECT = Link(T("收款", "Collect"), "collect", when=lambda _unit: may_collect())
-BILL_COLLECT = Link(T("收款", "Collect"), "collect", when=lambda bill: bill.status in PAYABLE_STATUSES and may_collect())
+UNIT_COLLECT = Link(T("收款", "Collect"), "collect", when=lambda _unit: may_collect(), style="success")
+BILL_COLLECT = Link(
+    T("收款", "Collect"), "collect", when=lambda bill: bill.status in PAYABLE_STATUSES and may_collect(), style="success"
+)
 
 
 class _CollectRight:

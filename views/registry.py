@@ -126,6 +126,7 @@ class Link:
     route: str  # the view method's name; it takes the record's ``pk``
     when: Callable[[Any], bool] | None = None
     new_tab: bool = False
+    style: str = "default"  # the button: primary, success, default (a day's main task stands out)
 
 
 @dataclass
