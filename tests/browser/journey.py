@@ -85,7 +85,11 @@ def select2_choose(page, field: str, label: str, typed: str | None = None, click
 def english_in_context(page, allowed: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Each English word of the page's visible text with its line: ``"word | line"`` (see
     ``english_words``), for a failure message that says where the word is."""
-    text = page.locator("body").inner_text()
+    return english_in_text(page.locator("body").inner_text(), allowed)
+
+
+def english_in_text(text: str, allowed: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``english_in_context`` for a text already taken from the page (a part of it)."""
     allow = ALLOWED | set(allowed)
     found = []
     for line in text.splitlines():

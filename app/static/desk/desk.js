@@ -122,7 +122,6 @@ $(function () {
       setIfEmpty(name, b.data("contact-name"));
       setIfEmpty(phone, b.data("contact-phone"));
     }
-    setIfEmpty(form.find("#callback_phone"), b.data("contact-phone"));
     filling = false;
   }
   results.on("click", ".desk-caller-use", function () {
